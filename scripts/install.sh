@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Install budu and everything it needs on a Debian 12 machine (idempotent), then run the main job.
+#   BUDU_VENV      where the Python environment goes (default /opt/budu/venv)
+#   BUDU_NO_DEMO=1 install only
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv=${BUDU_VENV:-/opt/budu/venv}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install.sh: run as root (it installs system packages and /usr/local/bin links)" >&2
+    exit 1
+fi
+
+# System packages: the runtimes budu is compared with and drives (runc, crun, podman, containerd),
+# image tools (skopeo, umoci, docker-registry), busybox and debootstrap for images made here,
+# libseccomp for seccomp, and the network tools.
+pkgs=(runc crun podman containerd conmon skopeo umoci docker-registry busybox-static debootstrap
+      libseccomp2 iproute2 iptables nftables containernetworking-plugins procps util-linux
+      hyperfine bats ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian's docker-registry and containerd start services on install; budu's tests start their own.
+for svc in docker-registry containerd; do
+    if command -v systemctl >/dev/null && systemctl is-active -q "$svc" 2>/dev/null; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done
+
+# Python: 3.11 or newer, the real interpreter (not a pyenv shim, which costs ~100 ms a call).
+py=""
+for cand in python3.13 python3.12 python3.11 python3; do
+    if command -v "$cand" >/dev/null; then
+        real=$("$cand" -c 'import sys; print(sys.executable if sys.version_info >= (3, 11) else "")' 2>/dev/null || true)
+        if [ -n "$real" ]; then py=$real; break; fi
+    fi
+done
+[ -n "$py" ] || { echo "install.sh: Python 3.11 or newer is required" >&2; exit 1; }
+if [ ! -x "$venv/bin/python" ]; then
+    "$py" -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check -e "$here[test]"
+
+# pip's console-script wrappers import `re` and run site (~20 ms together): the runtime starts a
+# container per call, so its launchers skip both and name their paths themselves.
+"$venv/bin/pip" uninstall -q -y setuptools >/dev/null 2>&1 || true   # its .pth hook costs ~1 ms a start
+purelib=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+for cmd in budu:budu.cli.main budu-runtime:budu.runtime.cli; do
+    name=${cmd%%:*}; mod=${cmd#*:}
+    cat > "$venv/bin/$name" <<PY
+#!$venv/bin/python -IS
+import sys
+sys.path[:0] = ["$here/src", "$purelib"]
+from $mod import main
+rc = main()
+sys.stdout.flush()
+sys.stderr.flush()
+import os
+os._exit(rc)  # no interpreter teardown: nothing is left to clean up, and it costs milliseconds
+PY
+    chmod 755 "$venv/bin/$name"
+    ln -sf "$venv/bin/$name" "/usr/local/bin/$name"
+done
+
+echo "budu installed: $(budu --version)"
+if [ "${BUDU_NO_DEMO:-}" != 1 ]; then
+    exec "$here/scripts/demo.sh"
+fi

@@ -1,0 +1,244 @@
+"""Container init: the forked side of `create`, one linear sequence from namespaces to execve.
+
+    intermediate (C1)  join namespaces by path → unshare user ns (parent writes the id maps)
+                       → unshare the other namespaces → fork init → report its pid → exit
+    init (C2, pid 1)   wait for the cgroup → cgroup ns → hostname → rootfs and mounts → devices
+                       → console → prestart/createRuntime hooks (parent) → createContainer hooks
+                       → pivot_root → masked/readonly paths → sysctl → read-only root → rlimits
+                       → report "created" → wait for `start` on the exec fifo → startContainer
+                       hooks → user → capabilities → no_new_privs → seccomp → execve
+
+Any error is sent to the parent as one line, then init exits; the parent cleans up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from budu.errors import BuduError, ConfigError
+from budu.kernel import syscalls as sc
+from budu.runtime import log, sync
+
+NS_ORDER = ("user", "ipc", "uts", "network", "pid", "mount", "cgroup", "time")
+
+
+def preload(process: dict) -> None:
+    """Import now what the last steps need: after pivot_root (or a setns into the container's
+    mount namespace) the host's Python library is out of sight."""
+    import time  # noqa: F401  (hook timeouts)
+
+    from budu.runtime import hooks  # noqa: F401
+
+    if process.get("rlimits"):
+        import resource  # noqa: F401
+    if process.get("terminal"):
+        from budu.runtime import console  # noqa: F401
+
+
+def join_namespaces(paths: dict[str, str]) -> None:
+    """setns into each namespace by path; the user namespace first so the others are permitted."""
+    fds = []
+    for kind in NS_ORDER:
+        if kind in paths:
+            fds.append((kind, os.open(paths[kind], os.O_RDONLY | os.O_CLOEXEC)))
+    for kind, fd in fds:
+        try:
+            sc.setns(fd, sc.ns_flag(kind), what=f"{kind} namespace {paths[kind]}")
+        finally:
+            os.close(fd)
+
+
+def intermediate(ch: sync.Channel, config: dict, console_fd: int | None) -> int:
+    """Runs in the first fork (C1); returns its exit status."""
+    try:
+        lx = config.get("linux") or {}
+        namespaces = lx.get("namespaces") or []
+        join_namespaces({ns["type"]: ns["path"] for ns in namespaces if ns.get("path")})
+        new = [ns["type"] for ns in namespaces if not ns.get("path")]
+        if "user" in new:
+            sc.unshare(sc.CLONE_NEWUSER)
+            ch.send(sync.USERMAP)
+            ch.expect(sync.GO)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        flags = 0
+        for kind in new:
+            if kind not in ("user", "cgroup"):  # cgroup: after the parent places init in its cgroup
+                flags |= sc.ns_flag(kind)
+        if flags:
+            sc.unshare(flags)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(init(ch, config, "cgroup" in new, "user" in namespaces_types(namespaces), console_fd))
+        ch.send(sync.PID, str(pid))
+        return 0
+    except BaseException as e:  # noqa: BLE001 - every failure must reach the parent as one line
+        _report(ch, e)
+        return 1
+
+
+def namespaces_types(namespaces: list[dict]) -> set[str]:
+    return {ns["type"] for ns in namespaces}
+
+
+def init(ch: sync.Channel, config: dict, new_cgroupns: bool, in_userns: bool, console_fd: int | None) -> int:
+    from budu.runtime import process as proc
+    from budu.runtime import rootfs as rfs
+
+    try:
+        extra = config["_budu"]  # what the parent knew before forking: cgroup path, fifo, console
+        lx = config.get("linux") or {}
+        p = config["process"]
+        root = config["root"]["path"]
+        if config.get("hostname"):
+            sc.sethostname(config["hostname"])
+        if config.get("domainname"):
+            sc.setdomainname(config["domainname"])
+
+        # The parent creates and joins our cgroup meanwhile; only the cgroup namespace and cgroup
+        # mounts need to wait for it, so the mounts before them overlap with that work.
+        attached = False
+
+        def wait_for_cgroup() -> None:
+            from budu.kernel import fastjson
+
+            log.debug("init: waiting for cgroup")
+            extra["state"] = fastjson.loads(ch.expect(sync.GO))
+            log.debug("init: in cgroup")
+            if new_cgroupns:
+                sc.unshare(sc.CLONE_NEWCGROUP)
+
+        log.debug("init: start")
+        propagation = lx.get("rootfsPropagation", "")
+        rfs.prepare_root(root, propagation)
+        mounts = config.get("mounts") or []
+        for m in mounts:
+            if m.get("type") == "cgroup" and not attached:
+                wait_for_cgroup()
+                attached = True
+            rfs.mount_one(root, m, extra.get("cgroupPath"), in_userns)
+        bind_dev = any(m["destination"] == "/dev" and "bind" in (m.get("options") or []) + [m.get("type")]
+                       for m in mounts)
+        rfs.create_devices(root, lx.get("devices") or [], in_userns, bind_dev)
+        if not bind_dev:
+            rfs.setup_dev_links(root)
+        if not attached:
+            wait_for_cgroup()
+
+        slave_fd = None
+        if p.get("terminal"):
+            slave_fd = _setup_console(root, p, console_fd, extra.get("consoleSocket"))
+
+        ch.send(sync.READY)
+        ch.expect(sync.GO)  # prestart and createRuntime hooks have run
+        hooks = config.get("hooks") or {}
+        from budu.runtime import hooks as hk
+
+        hk.run_in_process(hooks.get("createContainer"), extra["state"], "createContainer")
+
+        fifo = os.open(extra["fifo"], os.O_RDWR | os.O_CLOEXEC)
+        preload(p)
+        rfs.pivot(root)
+        for key, value in (lx.get("sysctl") or {}).items():
+            _sysctl(key, value)
+        rfs.mask_paths(lx.get("maskedPaths") or [])
+        rfs.readonly_paths(lx.get("readonlyPaths") or [])
+        rfs.finish_root(config["root"].get("readonly", False), propagation)
+
+        cwd = p.get("cwd", "/")
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            raise proc.ExecNotFound(f"process.cwd {cwd!r}: {e.strerror}") from None
+        exe = proc.find_executable(p["args"][0], p.get("env") or [], cwd)
+        proc.apply_rlimits(p.get("rlimits"))
+        if "oomScoreAdj" in p:
+            _write("/proc/self/oom_score_adj", str(p["oomScoreAdj"]))
+
+        log.debug("init: created")
+        ch.send(sync.CREATED)
+        ch.close()
+        # wait for `start`: it writes one byte into the fifo we hold open
+        while True:
+            try:
+                if os.read(fifo, 1):
+                    break
+            except InterruptedError:
+                continue
+        os.close(fifo)
+        if slave_fd is not None:
+            from budu.runtime import console
+
+            console.make_controlling(slave_fd)
+        start_state = dict(extra["state"], status="running")
+        hk.run_in_process(hooks.get("startContainer"), start_state, "startContainer")
+        proc.finalize(p, lx.get("seccomp"))
+        log.debug("init: exec")
+        proc.exec_process(exe, p)
+    except BaseException as e:  # noqa: BLE001
+        _report(ch, e)
+        return 1
+    return 0  # not reached
+
+
+def _setup_console(root: str, p: dict, console_fd: int | None, console_socket: str | None) -> int:
+    """Open a pty from the container's devpts, mount it at /dev/console, hand the master over."""
+    from budu.runtime import console
+
+    ptmx = os.path.join(root, "dev/pts/ptmx")
+    if not os.path.exists(ptmx):
+        ptmx = "/dev/ptmx"
+    master, slave_path = console.open_pty(ptmx)
+    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    user = p.get("user") or {}
+    os.fchown(slave, user.get("uid", 0), -1)
+    size = p.get("consoleSize")
+    if size:
+        console.set_size(master, size.get("height", 0), size.get("width", 0))
+    target = os.path.join(root, "dev/console")
+    if not os.path.lexists(target):
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    sc.mount(slave_path, target, None, sc.MS_BIND)
+    console.send_fd(console_fd if console_fd is not None else console_socket, master)  # type: ignore[arg-type]
+    os.close(master)
+    return slave
+
+
+def _sysctl(key: str, value: str) -> None:
+    path = "/proc/sys/" + key.replace(".", "/")
+    if ".." in key.split(".") or "/" in key:
+        raise ConfigError(f"linux.sysctl: invalid key {key!r}")
+    try:
+        _write(path, value)
+    except OSError as e:
+        raise ConfigError(f"linux.sysctl.{key}: cannot set to {value!r}: {e.strerror}") from None
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _report(ch: sync.Channel, e: BaseException) -> None:
+    if isinstance(e, BuduError):
+        msg = str(e)
+        code = e.exit_code
+    elif isinstance(e, OSError):
+        msg = e.strerror if not e.args or len(e.args) < 2 else str(e.args[1])
+        if e.filename:
+            msg = f"{e.filename}: {msg}"
+        code = 1
+    else:
+        msg = f"{type(e).__name__}: {e}"
+        code = 1
+    try:
+        ch.send(sync.ERROR, f"{code}:{msg}")
+    except OSError:
+        # after `create` returned nobody listens: the container's stderr is all that is left
+        try:
+            os.write(2, f"budu-runtime: {msg}\n".encode())
+        except OSError:
+            pass
