@@ -47,6 +47,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[test]"
 
+"$venv/bin/python" -m compileall -q "$here/src" >/dev/null   # a start must not compile bytecode
+
 # pip's console-script wrappers import `re` and run site (~20 ms together): the runtime starts a
 # container per call, so its launchers skip both and name their paths themselves.
 "$venv/bin/pip" uninstall -q -y setuptools >/dev/null 2>&1 || true   # its .pth hook costs ~1 ms a start
