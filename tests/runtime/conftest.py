@@ -26,8 +26,16 @@ class Runtime:
         return cid
 
     def cmd(self, *args: str, input: bytes | None = None, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run([self.binary, "--root", self.root, *args], input=input, capture_output=True,
-                              timeout=timeout, **kw)
+        """Run the runtime; output goes through files, not pipes, because a created or detached
+        container inherits them and would hold a pipe open long after the runtime has exited."""
+        import tempfile
+
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.run([self.binary, "--root", self.root, *args], input=input, stdout=out, stderr=err,
+                               timeout=timeout, **kw)
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
 
     def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
         p = self.cmd(*args, **kw)

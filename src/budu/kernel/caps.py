@@ -44,24 +44,30 @@ def mask(names: list[str] | None, last: int) -> int:
     return m
 
 
-def apply(caps: dict | None) -> None:
-    """Drop the bounding set, then set effective/permitted/inheritable, then raise ambient.
-
-    Must run after setuid (with PR_SET_KEEPCAPS) so that the sets survive the uid change.
-    """
-    caps = caps or {}
+def drop_bounding(caps: dict | None) -> None:
+    """Drop what the bounding set does not keep; needs CAP_SETPCAP, so it runs before setuid."""
     last = sc.last_cap()
-    bounding = mask(caps.get("bounding"), last)
+    bounding = mask((caps or {}).get("bounding"), last)
     for n in range(last + 1):
         if not bounding & (1 << n):
             try:
                 sc.prctl(sc.PR_CAPBSET_DROP, n)
             except OSError as e:
                 if e.errno != 22:  # EINVAL: the kernel does not know this cap
-                    raise
+                    raise OSError(e.errno, f"cannot drop {NAMES[n]} from the bounding set: {e.strerror}") from None
+
+
+def apply_sets(caps: dict | None) -> None:
+    """Set effective/permitted/inheritable, then raise ambient; after setuid (with PR_SET_KEEPCAPS)."""
+    caps = caps or {}
+    last = sc.last_cap()
     sc.capset(mask(caps.get("effective"), last), mask(caps.get("permitted"), last), mask(caps.get("inheritable"), last))
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     for name in caps.get("ambient") or ():
         n = NUMBERS[name]
         if n <= last:
-            sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, n)
+            try:
+                sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, n)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot raise ambient {name} (it must be permitted and inheritable): "
+                                       f"{e.strerror}") from None

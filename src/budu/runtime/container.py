@@ -11,7 +11,7 @@ import errno
 import os
 import time
 
-from budu.errors import BuduError, ConfigError, StateError
+from budu.errors import BuduError, ConfigError, NotFound, StateError
 from budu.kernel import fastjson
 from budu.kernel import syscalls as sc
 from budu.runtime import spec, state, sync
@@ -316,11 +316,14 @@ def kill(cid: str, sig: str | int, all_: bool, opts: Options) -> None:
 def delete(cid: str, force: bool, opts: Options) -> None:
     try:
         st = state.load(opts.root, cid)
-    except BuduError:
-        # a state directory without a state file is what a killed `create` leaves: clean it with -f
+    except NotFound:
+        # a state directory without a state file is what a killed `create` leaves: clean it with -f;
+        # like runc, `delete -f` of a container that does not exist succeeds (conmon and podman
+        # call it after a failed create)
         path = os.path.join(opts.root, cid)
-        if force and os.path.isdir(path):
-            _remove_dir(path)
+        if force:
+            if os.path.isdir(path):
+                _remove_dir(path)
             return
         raise
     status = st.status()
@@ -464,6 +467,17 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
         import socket
 
         console_pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    console_conn = None
+    if process.get("terminal") and opts.console_socket:
+        # connect here, as runc does: after the setns into the container's mounts the path is gone
+        import socket
+
+        console_conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            console_conn.connect(opts.console_socket)
+        except OSError as e:
+            console_conn.close()
+            raise BuduError(f"console socket {opts.console_socket}: {e.strerror}") from None
     if not detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     seccomp_profile = st.data.get("seccomp")
@@ -476,8 +490,11 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
     if c1 == 0:
         parent.close()
         os._exit(_exec_child(child, paths, process, seccomp_profile, opts.console_socket,
-                             console_pair[1].fileno() if console_pair else None))
+                             console_pair[1].fileno() if console_pair else
+                             console_conn.fileno() if console_conn else None))
     child.close()
+    if console_conn is not None:
+        console_conn.close()
     pid2 = 0
     try:
         cg = st.cgroup()

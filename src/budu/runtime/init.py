@@ -32,6 +32,8 @@ def preload(process: dict) -> None:
     if process.get("rlimits"):
         import resource  # noqa: F401
     if process.get("terminal"):
+        import socket  # noqa: F401  (console.send_fd, after an exec's setns into the mount namespace)
+
         from budu.runtime import console  # noqa: F401
 
 

@@ -23,12 +23,15 @@ def apply_rlimits(rlimits: list[dict] | None) -> None:
         num = RLIMITS[r["type"]]
         try:
             resource.setrlimit(num, (_lim(r["soft"]), _lim(r["hard"])))
-        except ValueError:
-            raise ConfigError(f"process.rlimits: {r['type']} soft {r['soft']} exceeds hard {r['hard']}") from None
-        except OSError as e:
+        except (ValueError, OSError) as e:
+            # Python reports EPERM (raising the hard limit) as ValueError too: tell the two apart
+            soft, hard = _lim(r["soft"]), _lim(r["hard"])
+            if hard != -1 and (soft == -1 or soft > hard):
+                raise ConfigError(f"process.rlimits: {r['type']} soft {r['soft']} exceeds hard {r['hard']}") from None
             _soft, hard = resource.getrlimit(num)
             raise ConfigError(
-                f"process.rlimits: cannot set {r['type']} to {r['soft']}:{r['hard']}: {e.strerror}"
+                f"process.rlimits: cannot set {r['type']} to {r['soft']}:{r['hard']}:"
+                f" {getattr(e, 'strerror', None) or 'operation not permitted'}"
                 f" (the runtime's hard limit is {_fmt(hard)} and raising it needs CAP_SYS_RESOURCE)"
             ) from None
 
@@ -108,8 +111,9 @@ def finalize(process: dict, seccomp_profile: dict | None) -> None:
         from budu.runtime import seccomp
 
         seccomp.apply(seccomp_profile)
+    capslib.drop_bounding(process.get("capabilities"))
     set_user(process.get("user") or {})
-    capslib.apply(process.get("capabilities"))
+    capslib.apply_sets(process.get("capabilities"))
     if nnp:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
         if seccomp_profile:
