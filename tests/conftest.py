@@ -37,6 +37,7 @@ def default_config() -> dict:
 
     c = default_spec()
     c["process"]["terminal"] = False
+    c["root"]["readonly"] = False  # probes write their findings into the rootfs
     return c
 
 

@@ -114,13 +114,18 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
         st.save()  # from here a crash leaves a record that `delete -f` can clean up
         config["_budu"] = {"cgroupPath": cg_path, "fifo": st.fifo, "consoleSocket": opts.console_socket}
 
+        init.preload(config["process"])
         parent, child = sync.pair()
+        # init holds the fifo from here on: it may not be able to open it itself (a user namespace)
+        fifo_fd = os.open(st.fifo, os.O_RDWR | os.O_CLOEXEC)
+        config["_budu"]["fifoFd"] = fifo_fd
         log.debug("create: fork")
         c1 = os.fork()
         if c1 == 0:
             parent.close()
             os._exit(init.intermediate(child, config, console_fd))
         child.close()
+        os.close(fifo_fd)
         try:
             # the cgroup is made while the child sets up its namespaces and mounts
             cg = cgroups.Cgroup(cg_path)
@@ -485,6 +490,7 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
         from budu.runtime import seccomp
 
         seccomp.validate(seccomp_profile)  # also loads libseccomp before we enter the container's mounts
+    init.preload(process)
     parent, child = sync.pair()
     c1 = os.fork()
     if c1 == 0:
@@ -534,7 +540,6 @@ def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp_
     from budu.runtime import process as proc
 
     try:
-        init.preload(process)
         ch.expect(sync.GO)
         init.join_namespaces(paths)
         os.chdir("/")
@@ -547,6 +552,7 @@ def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp_
             os.chdir(cwd)
         except OSError as e:
             raise proc.ExecNotFound(f"process.cwd {cwd!r}: {e.strerror}") from None
+        proc.ensure_home(process)
         exe = proc.find_executable(process["args"][0], process.get("env") or [], cwd)
         proc.apply_rlimits(process.get("rlimits"))
         if process.get("terminal"):

@@ -22,17 +22,20 @@ from budu.runtime import log, sync
 NS_ORDER = ("user", "ipc", "uts", "network", "pid", "mount", "cgroup", "time")
 
 
-def preload(process: dict) -> None:
-    """Import now what the last steps need: after pivot_root (or a setns into the container's
-    mount namespace) the host's Python library is out of sight."""
+def preload(proc_spec: dict) -> None:
+    """Import, before forking, every module the forked side will need: a child in a new user
+    namespace may not be allowed to read the host's Python library, and after pivot_root (or a
+    setns into the container's mounts) it cannot see it at all."""
     import time  # noqa: F401  (hook timeouts)
 
-    from budu.runtime import hooks  # noqa: F401
+    from budu.kernel import caps, fastjson  # noqa: F401
+    from budu.runtime import hooks, process, rootfs  # noqa: F401
 
-    if process.get("rlimits"):
+    if proc_spec.get("rlimits"):
         import resource  # noqa: F401
-    if process.get("terminal"):
-        import socket  # noqa: F401  (console.send_fd, after an exec's setns into the mount namespace)
+    if proc_spec.get("terminal"):
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
 
         from budu.runtime import console  # noqa: F401
 
@@ -127,9 +130,12 @@ def init(ch: sync.Channel, config: dict, new_cgroupns: bool, in_userns: bool, co
         if not attached:
             wait_for_cgroup()
 
-        slave_fd = None
         if p.get("terminal"):
-            slave_fd = _setup_console(root, p, console_fd, extra.get("consoleSocket"))
+            # as runc does: the pty becomes our session's terminal and stdio now, so that the
+            # caller's stdio pipes close when `create` exits (containerd-shim waits for their EOF)
+            from budu.runtime import console
+
+            console.make_controlling(_setup_console(root, p, console_fd, extra.get("consoleSocket")))
 
         ch.send(sync.READY)
         ch.expect(sync.GO)  # prestart and createRuntime hooks have run
@@ -138,8 +144,7 @@ def init(ch: sync.Channel, config: dict, new_cgroupns: bool, in_userns: bool, co
 
         hk.run_in_process(hooks.get("createContainer"), extra["state"], "createContainer")
 
-        fifo = os.open(extra["fifo"], os.O_RDWR | os.O_CLOEXEC)
-        preload(p)
+        fifo = extra["fifoFd"]
         rfs.pivot(root)
         for key, value in (lx.get("sysctl") or {}).items():
             _sysctl(key, value)
@@ -152,6 +157,7 @@ def init(ch: sync.Channel, config: dict, new_cgroupns: bool, in_userns: bool, co
             os.chdir(cwd)
         except OSError as e:
             raise proc.ExecNotFound(f"process.cwd {cwd!r}: {e.strerror}") from None
+        proc.ensure_home(p)
         exe = proc.find_executable(p["args"][0], p.get("env") or [], cwd)
         proc.apply_rlimits(p.get("rlimits"))
         if "oomScoreAdj" in p:
@@ -168,10 +174,6 @@ def init(ch: sync.Channel, config: dict, new_cgroupns: bool, in_userns: bool, co
             except InterruptedError:
                 continue
         os.close(fifo)
-        if slave_fd is not None:
-            from budu.runtime import console
-
-            console.make_controlling(slave_fd)
         start_state = dict(extra["state"], status="running")
         hk.run_in_process(hooks.get("startContainer"), start_state, "startContainer")
         proc.finalize(p, lx.get("seccomp"))

@@ -122,6 +122,25 @@ def finalize(process: dict, seccomp_profile: dict | None) -> None:
             seccomp.apply(seccomp_profile)
 
 
+def ensure_home(process: dict) -> None:
+    """Set HOME from the container's /etc/passwd when the config does not (runc does the same)."""
+    env = process.setdefault("env", [])
+    if any(e.startswith("HOME=") for e in env):
+        return
+    uid = (process.get("user") or {}).get("uid", 0)
+    home = "/"
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    home = fields[5] or "/"
+                    break
+    except OSError:
+        pass
+    env.append(f"HOME={home}")
+
+
 def build_env(env: list[str] | None) -> dict[bytes, bytes]:
     out: dict[bytes, bytes] = {}
     for item in env or ():

@@ -30,7 +30,14 @@ class Channel:
 
     def send(self, tag: bytes, payload: str = "") -> None:
         data = payload.encode()
-        os.write(self.wfd, tag + len(data).to_bytes(4, "little") + data)
+        try:
+            os.write(self.wfd, tag + len(data).to_bytes(4, "little") + data)
+        except BrokenPipeError:
+            # the other side is gone; it may have said why before it went
+            got, why = self.recv()
+            if got == ERROR:
+                raise ChildError(why) from None
+            raise ChildDied("the container process exited during setup") from None
 
     def recv(self) -> tuple[bytes, str]:
         head = self._read(5)
