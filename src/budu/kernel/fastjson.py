@@ -49,13 +49,18 @@ def loads(text: str | bytes) -> object:
         i += 1
     try:
         obj, end = scan(text, i)
-    except StopIteration as e:
-        raise ValueError(f"invalid JSON at offset {e.value}") from None
-    while end < n and text[end] in _WS:
-        end += 1
-    if end != n:
-        raise ValueError(f"invalid JSON: extra data at offset {end}")
-    return obj
+        while end < n and text[end] in _WS:
+            end += 1
+        if end == n:
+            return obj
+    except Exception:  # noqa: BLE001 - the C scanner's errors are raw; let json word them
+        pass
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON: {e}") from None
 
 
 def dumps(obj: object, indent: int | None = None) -> str:
