@@ -27,6 +27,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -176,6 +177,18 @@ def run_ulimits() -> list[str]:
         value = want if hard == resource.RLIM_INFINITY else min(want, hard)
         args += ["--ulimit", f"{flag}={value}:{value}"]
     return args
+
+
+_THIS_MODULE = sys.modules[__name__]
+
+
+@pytest.fixture(scope="session")
+def it():
+    """The helpers and constants of this file, for the test modules: `it.run_in_pty(...)`.
+
+    (`from conftest import ...` would depend on which of the suite's conftest.py files pytest
+    imported last under that module name.)"""
+    return _THIS_MODULE
 
 
 # -- images -------------------------------------------------------------------------------------
@@ -359,6 +372,7 @@ volume_path = "{base}/volumes"
         self.argv0 = [podman, "--root", self.root, "--runroot", self.runroot, "--tmpdir", self.tmpdir,
                       "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
         self.run_opts = ["--network", "none", *run_ulimits()]
+        self.image = PODMAN_IMAGE
 
     def argv(self, runtime: str, *args: str) -> list[str]:
         return [*self.argv0, "--runtime", runtime, *args]
@@ -435,6 +449,7 @@ class Containerd:
         self.fifo_dir = os.path.join(base, "fifo")
         self.config = os.path.join(base, "config.toml")
         self.log_path = os.path.join(base, "containerd.log")
+        self.image = CTR_IMAGE
         with open(self.config, "w") as f:
             f.write(f"""version = 2
 root = "{base}/root"
