@@ -42,7 +42,7 @@ def document() -> dict:
 def default_spec(rootless: bool = False) -> dict:
     default_caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     config: dict = {
-        "ociVersion": "1.2.0",
+        "ociVersion": "1.0.2",
         "process": {
             "terminal": True,
             "user": {"uid": 0, "gid": 0},
