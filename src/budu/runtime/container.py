@@ -100,6 +100,7 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
     st = state.new(opts.root, cid)
     cg = None
     pid = 0
+    primer: list[int] = []
     try:
         os.mkfifo(st.fifo, 0o600)
         cg_path = cgroups.resolve_path(lx.get("cgroupsPath"), cid, opts.systemd_cgroup)
@@ -129,7 +130,8 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
         try:
             # the cgroup is made while the child sets up its namespaces and mounts
             cg = cgroups.Cgroup(cg_path)
-            cg.create(_with_default_devices(lx.get("resources")))
+            cg.create(_with_default_devices(lx.get("resources")),
+                      dirs_made=lambda: primer.append(cgroups.prime_attach()))
             tag, payload = parent.recv()
             if tag == sync.USERMAP:
                 _write_id_maps(c1, lx)
@@ -160,6 +162,9 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
         finally:
             parent.close()
             _reap(c1)
+        for p in primer:
+            if p:
+                _reap(p)
         del st.data["creating"]
         st.save()
         if opts.pid_file:
@@ -411,6 +416,8 @@ def wait_forwarding(pid: int, master: int | None = None) -> int:
 
 
 def run(cid: str, bundle: str, opts: Options, detach: bool, keep: bool) -> int:
+    from budu.runtime import log
+
     config_terminal = _peek_terminal(bundle)
     console_pair = None
     if config_terminal and not opts.console_socket:
@@ -437,8 +444,10 @@ def run(cid: str, bundle: str, opts: Options, detach: bool, keep: bool) -> int:
         if not detach:
             delete(cid, True, opts)
         raise
+    log.debug("run: container exited")
     if not keep:
         delete(cid, True, opts)
+    log.debug("run: deleted")
     return code
 
 
