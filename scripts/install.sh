@@ -16,7 +16,7 @@ fi
 # libseccomp for seccomp, and the network tools.
 pkgs=(runc crun podman containerd conmon skopeo umoci docker-registry busybox-static debootstrap
       libseccomp2 iproute2 iptables nftables containernetworking-plugins procps util-linux
-      hyperfine bats ca-certificates)
+      hyperfine bats ca-certificates python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -33,15 +33,19 @@ for svc in docker-registry containerd; do
     fi
 done
 
-# Python: 3.11 or newer, the real interpreter (not a pyenv shim, which costs ~100 ms a call).
+# Python: 3.11 or newer.  Debian's own interpreter first: it is built with PGO and LTO and starts
+# a container ~25% faster than a plain source build (every runtime call is a fresh interpreter).
 py=""
-for cand in python3.13 python3.12 python3.11 python3; do
+for cand in /usr/bin/python3 python3.13 python3.12 python3.11 python3; do
     if command -v "$cand" >/dev/null; then
         real=$("$cand" -c 'import sys; print(sys.executable if sys.version_info >= (3, 11) else "")' 2>/dev/null || true)
         if [ -n "$real" ]; then py=$real; break; fi
     fi
 done
 [ -n "$py" ] || { echo "install.sh: Python 3.11 or newer is required" >&2; exit 1; }
+if [ -f "$venv/pyvenv.cfg" ] && ! grep -q "^home = $(dirname "$py")\$" "$venv/pyvenv.cfg"; then
+    rm -rf "$venv"   # made from another interpreter: start over
+fi
 if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv"
 fi

@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         g, rest = parse(argv[:i], GLOBAL)
         rest = argv[i:]
         log.configure(g["log"], g["log_format"], g["debug"])
+        log.debug("main")
         if g["version"]:
             from budu import __version__
 
@@ -111,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(USAGE)
             return 0 if g["help"] else 1
         verb = rest[0]
+        primer = 0
+        if verb in ("create", "run", "exec") and "--help" not in rest and "-h" not in rest:
+            # this call will move a process between cgroups: start the kernel's slow part now
+            from budu.runtime import cgroups
+
+            primer = cgroups.prime_attach()
         if verb not in VERBS:
             raise BuduError(f"unknown command {verb!r} (see budu-runtime --help)")
         opts, pos = parse(rest[1:], VERBS[verb], stop_at_positional=verb == "exec", where=f"{verb}: ")
@@ -124,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
 
         o = ct.Options(root=g["root"] or state.DEFAULT_ROOT, systemd_cgroup=g["systemd_cgroup"],
                        pid_file=_abs(opts.get("pid_file")), console_socket=_abs(opts.get("console_socket")))
-        return _dispatch(verb, opts, pos, o) or 0
+        try:
+            return _dispatch(verb, opts, pos, o) or 0
+        finally:
+            if primer:
+                os.waitpid(primer, 0)
     except BuduError as e:
         log.error(str(e))
         return e.exit_code if e.exit_code != 0 else 1

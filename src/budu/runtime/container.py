@@ -130,8 +130,7 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
         try:
             # the cgroup is made while the child sets up its namespaces and mounts
             cg = cgroups.Cgroup(cg_path)
-            cg.create(_with_default_devices(lx.get("resources")),
-                      dirs_made=lambda: primer.append(cgroups.prime_attach()))
+            cg.create(_with_default_devices(lx.get("resources")))
             tag, payload = parent.recv()
             if tag == sync.USERMAP:
                 _write_id_maps(c1, lx)
