@@ -130,6 +130,7 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
         try:
             # the cgroup is made while the child sets up its namespaces and mounts
             cg = cgroups.Cgroup(cg_path)
+            st._cgroup = cg
             cg.create(_with_default_devices(lx.get("resources")))
             tag, payload = parent.recv()
             if tag == sync.USERMAP:
@@ -335,6 +336,12 @@ def delete(cid: str, force: bool, opts: Options) -> None:
                 _remove_dir(path)
             return
         raise
+    _destroy(st, force)
+
+
+def _destroy(st: State, force: bool) -> None:
+    """Stop what is left of the container, run poststop hooks, free its cgroup and state."""
+    cid = st.id
     status = st.status()
     if status in ("running", "paused") and not force:
         raise StateError(f"cannot delete container {cid} that is not stopped: {status}")
@@ -441,11 +448,11 @@ def run(cid: str, bundle: str, opts: Options, detach: bool, keep: bool) -> int:
         code = wait_forwarding(st.pid, master)
     except BaseException:
         if not detach:
-            delete(cid, True, opts)
+            _destroy(st, True)
         raise
     log.debug("run: container exited")
     if not keep:
-        delete(cid, True, opts)
+        _destroy(st, True)
     log.debug("run: deleted")
     return code
 

@@ -63,11 +63,12 @@ def proc_start_time(pid: int) -> int | None:
 class State:
     """What `create` records about a container; the status is computed by `status()`."""
 
-    __slots__ = ("dir", "data")
+    __slots__ = ("dir", "data", "_cgroup")
 
     def __init__(self, root: str, cid: str, data: dict | None = None) -> None:
         self.dir = os.path.join(root, cid)
         self.data: dict = data if data is not None else {}
+        self._cgroup = None
 
     @property
     def id(self) -> str:
@@ -104,12 +105,14 @@ class State:
         return cg is not None and cg.frozen()
 
     def cgroup(self):  # -> Cgroup | None
-        path = self.data.get("cgroupPath")
-        if not path:
-            return None
-        from budu.runtime.cgroups import Cgroup
+        if self._cgroup is None:
+            path = self.data.get("cgroupPath")
+            if not path:
+                return None
+            from budu.runtime.cgroups import Cgroup
 
-        return Cgroup(path)
+            self._cgroup = Cgroup(path)
+        return self._cgroup
 
     def oci_state(self) -> dict:
         """The state document of the runtime-spec (plus runc's extra fields)."""
