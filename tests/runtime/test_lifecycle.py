@@ -303,3 +303,34 @@ def test_unknown_container(runtime, verb):
     p = runtime.cmd(verb, "no-such-container")
     assert p.returncode != 0
     assert p.stderr.strip(), "an error must say what went wrong"
+
+
+def test_preserve_fds_and_no_leaks(runtime, bundle, tmp_path):
+    """Only stdio and --preserve-fds descriptors reach the container; nothing else leaks in."""
+    bundle.sh("ls /proc/self/fd | sort -n | tr '\\n' ' '; cat <&3")
+    f1 = open(tmp_path / "three", "w+")
+    f1.write("fd three\n")
+    f1.flush()
+    f1.seek(0)
+    leak = open(tmp_path / "leak", "w")
+    import subprocess
+
+    cid = runtime.new_id()
+    r, w = os.pipe()
+
+    def arrange() -> None:  # the caller hands fd 3 on purpose and leaks fd 5 (ls itself takes 4)
+        os.dup2(f1.fileno(), 3)
+        os.dup2(leak.fileno(), 5)
+
+    proc = subprocess.Popen([runtime.binary, "--root", runtime.root, "run", "--preserve-fds", "1", "-b",
+                             bundle.path, cid], stdout=w, close_fds=False, preexec_fn=arrange)
+    os.close(w)
+    out = b""
+    while chunk := os.read(r, 4096):
+        out += chunk
+    os.close(r)
+    assert proc.wait(30) == 0
+    listed = out.decode().split("fd three")[0].split()
+    assert listed[:4] == ["0", "1", "2", "3"], out
+    assert "5" not in listed, f"a leaked descriptor reached the container: {listed}"
+    assert "fd three" in out.decode()

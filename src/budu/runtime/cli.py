@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         from budu.runtime import state
 
         o = ct.Options(root=g["root"] or state.DEFAULT_ROOT, systemd_cgroup=g["systemd_cgroup"],
-                       pid_file=_abs(opts.get("pid_file")), console_socket=_abs(opts.get("console_socket")))
+                       pid_file=_abs(opts.get("pid_file")), console_socket=_abs(opts.get("console_socket")),
+                       preserve_fds=_count(opts.get("preserve_fds"), "--preserve-fds"))
         try:
             return _dispatch(verb, opts, pos, o) or 0
         finally:
@@ -147,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a bug must still be one line, not a traceback
         log.error(f"internal error: {type(e).__name__}: {e}")
         return 1
+
+
+def _count(value: str | None, flag: str) -> int:
+    if not value:
+        return 0
+    if not value.isdigit():
+        raise BuduError(f"{flag} {value!r}: must be a non-negative number")
+    return int(value)
 
 
 def _abs(path: str | None) -> str | None:

@@ -31,14 +31,15 @@ _FORWARDED = (1, 2, 3, 10, 12, 15, 28)
 class Options:
     """What the caller of create/run/exec asked for, beyond the bundle."""
 
-    __slots__ = ("root", "systemd_cgroup", "pid_file", "console_socket", "no_pivot")
+    __slots__ = ("root", "systemd_cgroup", "pid_file", "console_socket", "preserve_fds")
 
     def __init__(self, root: str = state.DEFAULT_ROOT, systemd_cgroup: bool = False,
-                 pid_file: str | None = None, console_socket: str | None = None) -> None:
+                 pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0) -> None:
         self.root = root
         self.systemd_cgroup = systemd_cgroup
         self.pid_file = pid_file
         self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
 
 
 def parse_signal(sig: str | int) -> int:
@@ -113,7 +114,8 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
             "seccomp": lx.get("seccomp"), "hooks": {k: hooks[k] for k in ("poststart", "poststop") if k in hooks},
         }
         st.save()  # from here a crash leaves a record that `delete -f` can clean up
-        config["_budu"] = {"cgroupPath": cg_path, "fifo": st.fifo, "consoleSocket": opts.console_socket}
+        config["_budu"] = {"cgroupPath": cg_path, "fifo": st.fifo, "consoleSocket": opts.console_socket,
+                           "preserveFds": opts.preserve_fds}
 
         init.preload(config["process"])
         parent, child = sync.pair()
@@ -510,7 +512,7 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
     c1 = os.fork()
     if c1 == 0:
         parent.close()
-        os._exit(_exec_child(child, paths, process, seccomp_profile, opts.console_socket,
+        os._exit(_exec_child(child, paths, process, seccomp_profile, opts,
                              console_pair[1].fileno() if console_pair else
                              console_conn.fileno() if console_conn else None))
     child.close()
@@ -550,7 +552,7 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
 
 
 def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp_profile: dict | None,
-                console_socket: str | None, console_fd: int | None) -> int:
+                opts: Options, console_fd: int | None) -> int:
     from budu.runtime import init
     from budu.runtime import process as proc
 
@@ -579,11 +581,11 @@ def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp_
             size = process.get("consoleSize")
             if size:
                 console.set_size(master, size.get("height", 0), size.get("width", 0))
-            console.send_fd(console_fd if console_fd is not None else console_socket, master)  # type: ignore[arg-type]
+            console.send_fd(console_fd if console_fd is not None else opts.console_socket, master)  # type: ignore[arg-type]
             os.close(master)
             console.make_controlling(slave)
         proc.finalize(process, seccomp_profile)
-        proc.exec_process(exe, process)
+        proc.exec_process(exe, process, opts.preserve_fds)
     except BaseException as e:  # noqa: BLE001
         init._report(ch, e)
         return 1

@@ -178,7 +178,7 @@ def init(ch: sync.Channel, config: dict, new_cgroupns: bool, in_userns: bool, co
         hk.run_in_process(hooks.get("startContainer"), start_state, "startContainer")
         proc.finalize(p, lx.get("seccomp"))
         log.debug("init: exec")
-        proc.exec_process(exe, p)
+        proc.exec_process(exe, p, extra.get("preserveFds") or 0)
     except BaseException as e:  # noqa: BLE001
         _report(ch, e)
         return 1

@@ -149,5 +149,8 @@ def build_env(env: list[str] | None) -> dict[bytes, bytes]:
     return out
 
 
-def exec_process(path: str, process: dict) -> None:
+def exec_process(path: str, process: dict, preserve_fds: int = 0) -> None:
+    """execve, with only stdio and the `preserve_fds` descriptors after it (3, 4, ...) open:
+    nothing the caller leaked reaches the container."""
+    os.closerange(3 + preserve_fds, 1 << 20)
     os.execve(path, process["args"], build_env(process.get("env")))
