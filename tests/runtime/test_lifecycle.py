@@ -334,3 +334,48 @@ def test_preserve_fds_and_no_leaks(runtime, bundle, tmp_path):
     assert listed[:4] == ["0", "1", "2", "3"], out
     assert "5" not in listed, f"a leaked descriptor reached the container: {listed}"
     assert "fd three" in out.decode()
+
+
+def test_kill_all_without_pid_namespace(runtime, bundle):
+    """Without its own pid namespace a container's processes outlive its init unless the runtime
+    finds them through the cgroup: kill --all and delete must reach every one."""
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"]
+    bundle.sh("sleep 31 & sleep 32 & sleep 33")
+    cid = runtime.new_id()
+    runtime.ok("run", "-d", "-b", bundle.path, cid)
+    time.sleep(0.3)
+    pids = json.loads(runtime.ok("ps", "--format", "json", cid).stdout)
+    assert len(pids) == 3  # two in the background, the shell exec'd into the third
+    runtime.ok("kill", "--all", cid, "KILL")
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(_alive(p) for p in pids)
+    runtime.ok("delete", cid)
+
+
+def test_features(runtime):
+    doc = json.loads(runtime.ok("features").stdout)
+    assert doc["ociVersionMin"].startswith("1.0")
+    assert {"prestart", "createRuntime", "poststop"} <= set(doc["hooks"])
+    assert {"bind", "rbind", "ro", "nosuid"} <= set(doc["mountOptions"])
+    linux = doc["linux"]
+    assert {"pid", "network", "mount", "user", "cgroup"} <= set(linux["namespaces"])
+    assert "CAP_SYS_ADMIN" in linux["capabilities"]
+    assert linux["seccomp"]["enabled"] is True
+    assert "SCMP_ACT_ERRNO" in linux["seccomp"]["actions"]
+
+
+def test_spec_writes_a_usable_config(runtime, tmp_path, bundle):
+    d = tmp_path / "spec-out"
+    d.mkdir()
+    runtime.ok("spec", "--bundle", str(d))
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["root"]["path"] == "rootfs" and cfg["process"]["args"] == ["sh"]
+    assert runtime.cmd("spec", "--bundle", str(d)).returncode != 0  # never overwrite
+    # and the runtime can run it (with busybox as its rootfs and no terminal)
+    os.rename(bundle.rootfs, d / "rootfs")
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["true"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert runtime.cmd("run", "-b", str(d), runtime.new_id()).returncode == 0
