@@ -27,6 +27,22 @@ def open_pty(ptmx: str = "/dev/ptmx") -> tuple[int, str]:
     return master, os.path.join(os.path.dirname(os.path.realpath(ptmx)), str(n))
 
 
+def new_console(ptmx: str, process: dict, send_to: str | int) -> tuple[int, str]:
+    """A pty for `process`: the slave owned by its user and sized as asked, the master sent to
+    `send_to` (a console socket path or a connected socket's fd).  Returns (slave fd, its path)."""
+    master, slave_path = open_pty(ptmx)
+    try:
+        slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        os.fchown(slave, (process.get("user") or {}).get("uid", 0), -1)
+        size = process.get("consoleSize")
+        if size:
+            set_size(master, size.get("height", 0), size.get("width", 0))
+        send_fd(send_to, master)
+    finally:
+        os.close(master)
+    return slave, slave_path
+
+
 def set_size(fd: int, height: int, width: int) -> None:
     fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 

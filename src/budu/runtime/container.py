@@ -564,25 +564,12 @@ def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp_
         if c2:
             ch.send(sync.PID, str(c2))
             return 0
-        cwd = process.get("cwd", "/")
-        try:
-            os.chdir(cwd)
-        except OSError as e:
-            raise proc.ExecNotFound(f"process.cwd {cwd!r}: {e.strerror}") from None
-        proc.ensure_home(process)
-        exe = proc.find_executable(process["args"][0], process.get("env") or [], cwd)
-        proc.apply_rlimits(process.get("rlimits"))
+        exe = proc.prepare(process)
         if process.get("terminal"):
             from budu.runtime import console
 
-            master, slave_path = console.open_pty("/dev/ptmx")
-            slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-            os.fchown(slave, (process.get("user") or {}).get("uid", 0), -1)
-            size = process.get("consoleSize")
-            if size:
-                console.set_size(master, size.get("height", 0), size.get("width", 0))
-            console.send_fd(console_fd if console_fd is not None else opts.console_socket, master)  # type: ignore[arg-type]
-            os.close(master)
+            slave, _ = console.new_console("/dev/ptmx", process,
+                                           console_fd if console_fd is not None else opts.console_socket)  # type: ignore[arg-type]
             console.make_controlling(slave)
         proc.finalize(process, seccomp_profile)
         proc.exec_process(exe, process, opts.preserve_fds)

@@ -152,14 +152,7 @@ def init(ch: sync.Channel, config: dict, new_cgroupns: bool, in_userns: bool, co
         rfs.readonly_paths(lx.get("readonlyPaths") or [])
         rfs.finish_root(config["root"].get("readonly", False), propagation)
 
-        cwd = p.get("cwd", "/")
-        try:
-            os.chdir(cwd)
-        except OSError as e:
-            raise proc.ExecNotFound(f"process.cwd {cwd!r}: {e.strerror}") from None
-        proc.ensure_home(p)
-        exe = proc.find_executable(p["args"][0], p.get("env") or [], cwd)
-        proc.apply_rlimits(p.get("rlimits"))
+        exe = proc.prepare(p)
         if "oomScoreAdj" in p:
             _write("/proc/self/oom_score_adj", str(p["oomScoreAdj"]))
 
@@ -192,19 +185,11 @@ def _setup_console(root: str, p: dict, console_fd: int | None, console_socket: s
     ptmx = os.path.join(root, "dev/pts/ptmx")
     if not os.path.exists(ptmx):
         ptmx = "/dev/ptmx"
-    master, slave_path = console.open_pty(ptmx)
-    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    user = p.get("user") or {}
-    os.fchown(slave, user.get("uid", 0), -1)
-    size = p.get("consoleSize")
-    if size:
-        console.set_size(master, size.get("height", 0), size.get("width", 0))
+    slave, slave_path = console.new_console(ptmx, p, console_fd if console_fd is not None else console_socket)  # type: ignore[arg-type]
     target = os.path.join(root, "dev/console")
     if not os.path.lexists(target):
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
     sc.mount(slave_path, target, None, sc.MS_BIND)
-    console.send_fd(console_fd if console_fd is not None else console_socket, master)  # type: ignore[arg-type]
-    os.close(master)
     return slave
 
 

@@ -122,6 +122,20 @@ def finalize(process: dict, seccomp_profile: dict | None) -> None:
             seccomp.apply(seccomp_profile)
 
 
+def prepare(process: dict) -> str:
+    """Enter the working directory, complete the environment, find the program, set rlimits:
+    everything that can fail for the user's reasons before privileges go.  Returns the path."""
+    cwd = process.get("cwd", "/")
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise ExecNotFound(f"process.cwd {cwd!r}: {e.strerror}") from None
+    ensure_home(process)
+    exe = find_executable(process["args"][0], process.get("env") or [], cwd)
+    apply_rlimits(process.get("rlimits"))
+    return exe
+
+
 def ensure_home(process: dict) -> None:
     """Set HOME from the container's /etc/passwd when the config does not (runc does the same)."""
     env = process.setdefault("env", [])
