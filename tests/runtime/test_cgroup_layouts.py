@@ -1,4 +1,4 @@
-"""budu-runtime on a pure cgroup v2 layout.
+"""budu-runtime on pure cgroup v2 and pure v1 layouts (the host itself is hybrid).
 
 This host is hybrid (v1 controllers, cgroup2 at /sys/fs/cgroup/unified).  In a private mount
 namespace the v1 hierarchies are unmounted and the one cgroup2 hierarchy is mounted at
@@ -71,3 +71,17 @@ def test_pause_resume_and_kill_on_v2(v2_root, bundle):
     assert out[2] == '"status": "running"'
     assert len(out[3].strip("[]").split(",")) == 2
     assert out[4] == "cgroup-removed"
+
+
+def test_pure_v1(tmp_path, bundle):
+    """Without the cgroup2 mount this host is pure v1: limits still apply, nothing is left."""
+    root = str(tmp_path / "v1-root")
+    cid = f"v1-{uuid.uuid4().hex[:8]}"
+    bundle.config["linux"]["resources"]["pids"] = {"limit": 33}
+    bundle.sh("cat /sys/fs/cgroup/pids/pids.max; ls /sys/fs/cgroup | grep -c unified || true")
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                        'umount /sys/fs/cgroup/unified && exec "$@"', "sh",
+                        "budu-runtime", "--root", root, "run", "-b", bundle.path, cid],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.decode().split() == ["33", "0"], p.stderr.decode()
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/{cid}")
