@@ -39,25 +39,19 @@ CTR_NAMESPACE = "budu-test"
 PODMAN_IMAGE = "localhost/budu-busybox:test"
 CTR_IMAGE = "docker.io/library/budu-busybox:test"
 
-# the capabilities Podman gives a container by default (containers.conf default_capabilities)
+# the capabilities Podman gives a container by default: those of the containers.conf that Podman
+# ships (its built-in list has three more), written into the tests' own containers.conf
 PODMAN_DEFAULT_CAPS = {
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_BIND_SERVICE",
     "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
 }
-CAP_NAMES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-]
+from budu.kernel.caps import NAMES as CAP_NAMES  # noqa: E402
+from budutest import make_busybox_rootfs  # noqa: E402
 
 # One script whose output must be the same whichever runtime ran it (runc is the referee):
 # identity, privileges, devices, mounts (but the rootfs, whose overlay paths differ, and the cgroup
 # tree, which runc and budu lay out differently on a v1 host), masked and read-only paths, limits.
+# No pids but $$: runc's Go threads use up pids of the container's namespace before the execve.
 COMPARE_SCRIPT = r"""exec 2>&1
 id; pwd; umask
 grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status
@@ -70,7 +64,7 @@ echo x > /proc/sys/kernel/domainname; echo "sysctl write: $?"
 touch /sys/x; echo "sysfs write: $?"
 ulimit -a
 env | grep -v -E '^(HOSTNAME|container)=' | sort
-ps -o pid,user,args
+ps -o user,args
 """
 
 
@@ -192,27 +186,6 @@ def it():
 
 
 # -- images -------------------------------------------------------------------------------------
-
-def make_busybox_rootfs(dest: str) -> str:
-    """A minimal root filesystem: static busybox, a link per applet, /etc/passwd and /etc/group."""
-    busybox = "/bin/busybox" if os.path.exists("/bin/busybox") else require("busybox")
-    for d in ("bin", "dev", "etc", "proc", "sys", "tmp", "root", "home", "run", "var"):
-        os.makedirs(os.path.join(dest, d), exist_ok=True)
-    os.chmod(os.path.join(dest, "tmp"), 0o1777)
-    shutil.copy2(busybox, os.path.join(dest, "bin/busybox"))
-    applets = run([busybox, "--list"]).stdout.split()
-    if "sh" not in applets:
-        pytest.fail(f"{busybox} --list names no 'sh': not the busybox this needs", pytrace=False)
-    for applet in applets:
-        link = os.path.join(dest, "bin", applet)
-        if not os.path.lexists(link):
-            os.symlink("busybox", link)
-    with open(os.path.join(dest, "etc/passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/sh\n")
-    with open(os.path.join(dest, "etc/group"), "w") as f:
-        f.write("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
-    return dest
-
 
 def tar_dir(src: str) -> bytes:
     buf = io.BytesIO()
@@ -347,9 +320,11 @@ class Podman:
         self.tmpdir = os.path.join(base, "tmp")
         os.makedirs(os.path.join(base, "imgtmp"))
         conf = os.path.join(base, "containers.conf")
+        caps = ", ".join(f'"{c}"' for c in sorted(PODMAN_DEFAULT_CAPS))
         with open(conf, "w") as f:
             f.write(f"""[containers]
 netns = "none"
+default_capabilities = [{caps}]
 [network]
 network_backend = "netavark"
 network_config_dir = "{base}/networks"

@@ -471,7 +471,6 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
     """Run another process in a running container: every namespace, its cgroup, its own user,
     capabilities, no_new_privs and the container's seccomp profile."""
     from budu.runtime import init
-    from budu.runtime import process as proc
 
     st = state.load(opts.root, cid)
     status = st.status()
@@ -547,7 +546,6 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
 
         console_pair[1].close()
         master = console.recv_fd(console_pair[0].detach())
-    _ = proc
     return wait_forwarding(pid2, master)
 
 
