@@ -1,0 +1,104 @@
+"""budu's metadata database: one SQLite file under the root, its whole schema drawn here.
+
+The schema changes only by appending a migration to MIGRATIONS; `PRAGMA user_version` records
+how many have run.  WAL mode and a busy timeout let many budu processes share the file; every
+change is a transaction, so a process killed at any point leaves the last committed state.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from budu.errors import BuduError
+
+DB_NAME = "budu.db"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: snapshots (the overlay snapshotter) and images with their tags and blobs
+    """
+    CREATE TABLE snapshots (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        key      TEXT NOT NULL UNIQUE,        -- committed: the chain id, active or view: the caller's key
+        parent   TEXT REFERENCES snapshots(key),
+        kind     TEXT NOT NULL CHECK (kind IN ('active', 'view', 'committed')),
+        created  REAL NOT NULL,
+        size     INTEGER NOT NULL DEFAULT 0,  -- bytes on disk, measured at commit
+        labels   TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX snapshots_parent ON snapshots(parent);
+    CREATE TABLE images (
+        id              TEXT PRIMARY KEY,     -- the config digest, as docker's image id
+        manifest_digest TEXT NOT NULL,
+        manifest_type   TEXT NOT NULL,
+        index_digest    TEXT,                 -- the index/manifest list it was chosen from, if any
+        chain_id        TEXT,                 -- the top snapshot (NULL for an image with no layers)
+        created         REAL NOT NULL,        -- when budu stored it
+        size            INTEGER NOT NULL      -- uncompressed layer bytes
+    );
+    CREATE TABLE tags (
+        name     TEXT PRIMARY KEY,            -- a full reference: docker.io/library/busybox:latest
+        image_id TEXT NOT NULL REFERENCES images(id)
+    );
+    CREATE INDEX tags_image ON tags(image_id);
+    CREATE TABLE repo_digests (
+        name     TEXT NOT NULL,               -- docker.io/library/busybox@sha256:...
+        image_id TEXT NOT NULL REFERENCES images(id),
+        PRIMARY KEY (name, image_id)
+    );
+    CREATE TABLE image_blobs (                -- every blob an image holds on to (for GC)
+        image_id TEXT NOT NULL REFERENCES images(id),
+        digest   TEXT NOT NULL,
+        PRIMARY KEY (image_id, digest)
+    );
+    CREATE INDEX image_blobs_digest ON image_blobs(digest);
+    """,
+)
+
+
+class Database:
+    """A connection to the metadata database; use `tx()` for every change."""
+
+    def __init__(self, root: str) -> None:
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        self.path = os.path.join(root, DB_NAME)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise BuduError(f"cannot open the metadata database {self.path}: {e}") from None
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.tx(immediate=True):
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise BuduError(f"{self.path} was written by a newer budu (schema {version}); upgrade budu")
+            for n in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[n].split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {n + 1}")
+
+    @contextmanager
+    def tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction: BEGIN IMMEDIATE takes the write lock up front, so two processes never
+        both read-then-write the same rows."""
+        self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
