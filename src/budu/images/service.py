@@ -1,0 +1,303 @@
+"""The images layer's one door: pull, look up, tag and remove images.
+
+It ties the parts together the way containerd does: the registry client fetches, the content
+store verifies and keeps blobs, the differ unpacks each layer straight into its own snapshot, and
+the image store records what an image is.  Layers already unpacked (same chain id) are never
+fetched again; blobs download in parallel and unpack in order as they arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform as _platform
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from budu.errors import BuduError, ConfigError, NotFound, StateError
+from budu.images import reference
+from budu.images.content import ContentStore
+from budu.images.snapshots import Snapshotter
+from budu.images.store import Image, ImageStore
+from budu.metadata import Database
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
+                  "application/vnd.docker.distribution.manifest.v1+prettyjws")
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+DEFAULT_ROOT = "/var/lib/budu"
+PARALLEL_DOWNLOADS = 4
+
+# progress(event, digest, current, total): "resolved", "exists", "download", "downloaded", "extract", "done"
+Progress = Callable[[str, str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        return "/".join(x for x in (self.os, self.architecture, self.variant) if x)
+
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
+         "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def host_platform() -> Platform:
+    arch = _ARCH.get(_platform.machine(), _platform.machine())
+    return Platform("linux", arch, "v8" if arch == "arm64" else None)
+
+
+def parse_platform(text: str) -> Platform:
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ConfigError(f"invalid platform {text!r}: want os/arch[/variant], e.g. linux/arm64")
+    return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The OCI chain id of each layer stack: what a snapshot is keyed by."""
+    out: list[str] = []
+    for d in diff_ids:
+        out.append(d if not out else "sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+    return out
+
+
+def root_dir() -> str:
+    return os.environ.get("BUDU_ROOT") or DEFAULT_ROOT
+
+
+class Images:
+    def __init__(self, root: str | None = None) -> None:
+        self.root = root or root_dir()
+        self.db = Database(self.root)
+        self.content = ContentStore(os.path.join(self.root, "content"))
+        self.snapshots = Snapshotter(self.root, self.db)
+        self.store = ImageStore(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- lookup ---------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Image:
+        return self.store.resolve(name)
+
+    def list(self) -> list[Image]:
+        return self.store.list()
+
+    def config(self, image: Image) -> dict:
+        return json.loads(self.content.read(image.id))
+
+    def manifest(self, image: Image) -> dict:
+        return json.loads(self.content.read(image.manifest_digest))
+
+    # -- pull -----------------------------------------------------------------------------------
+
+    def pull(self, name: str, platform: Platform | None = None, progress: Progress | None = None,
+             credentials=None, insecure: bool | None = None) -> Image:  # noqa: ANN001
+        from budu.images.registry import Registry
+
+        ref = reference.parse(name)
+        want = platform or host_platform()
+        report = progress or (lambda *a: None)
+        with Registry(ref.domain, credentials=credentials, insecure=insecure) as reg:
+            top = reg.get_manifest(ref.path, ref.digest or ref.tag or "latest")
+            self.content.put(top.data, top.digest)
+            blobs = [top.digest]
+            index_digest = None
+            manifest, mtype, mdigest = top.data, top.media_type, top.digest
+            if mtype in DOCKER_SCHEMA1:
+                raise ConfigError(f"{ref.familiar()}: Docker schema 1 images are not supported (re-push it with a current client)")
+            if mtype in INDEX_TYPES:
+                index_digest = top.digest
+                chosen = _choose(json.loads(top.data), want, ref)
+                sub = reg.get_manifest(ref.path, chosen["digest"])
+                self.content.put(sub.data, sub.digest)
+                blobs.append(sub.digest)
+                manifest, mtype, mdigest = sub.data, sub.media_type, sub.digest
+            if mtype not in MANIFEST_TYPES:
+                raise ConfigError(f"{ref.familiar()}: unsupported manifest type {mtype}")
+            m = json.loads(manifest)
+            cfg_desc = m["config"]
+            self._fetch(reg, ref.path, cfg_desc, report)
+            config = json.loads(self.content.read(cfg_desc["digest"]))
+            blobs.append(cfg_desc["digest"])
+            layers = m.get("layers") or []
+            diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+            if len(diff_ids) != len(layers):
+                raise BuduError(f"{ref.familiar()}: the config lists {len(diff_ids)} layers, the manifest {len(layers)}")
+            report("resolved", mdigest, len(layers), 0)
+            chains = chain_ids(diff_ids)
+            self._unpack(reg, ref.path, layers, diff_ids, chains, report)
+            blobs += [layer["digest"] for layer in layers]
+        size = sum(self.snapshots.stat(c).size for c in chains)
+        image = Image(cfg_desc["digest"], mdigest, mtype, index_digest, chains[-1] if chains else None,
+                      time.time(), size)
+        tag = f"{ref.name}:{ref.tag}" if ref.tag else None
+        repo_digest = f"{ref.name}@{index_digest or mdigest}"
+        image = self.store.add(image, blobs, tag=tag, repo_digest=repo_digest)
+        report("done", image.id, 0, 0)
+        return image
+
+    def _fetch(self, reg, name: str, desc: dict, report: Progress) -> None:  # noqa: ANN001
+        """Download one blob into the content store, resuming what an earlier pull left."""
+        digest, size = desc["digest"], desc.get("size")
+        if self.content.exists(digest):
+            report("exists", digest, size or 0, size or 0)
+            return
+        w = self.content.writer(f"pull-{digest}", expected=digest, size=size)
+        try:
+            if size is not None and w.offset > size:
+                w.reset()
+            done = w.offset
+            if size is None or done < size:
+                with reg.get_blob(name, digest, offset=done) as stream:
+                    for chunk in stream:
+                        w.write(chunk)
+                        done += len(chunk)
+                        report("download", digest, done, size or 0)
+            w.commit()
+        finally:
+            w.close()
+        report("downloaded", digest, size or 0, size or 0)
+
+    def _unpack(self, reg, name: str, layers: list[dict], diff_ids: list[str], chains: list[str],  # noqa: ANN001
+                report: Progress) -> None:
+        from budu.images.layers import apply_layer
+
+        missing = [i for i, c in enumerate(chains) if not self.snapshots.exists(c)]
+        for i, c in enumerate(chains):
+            if i not in missing:
+                report("exists", layers[i]["digest"], 0, 0)
+        if not missing:
+            return
+        with ThreadPoolExecutor(max_workers=PARALLEL_DOWNLOADS) as pool:
+            futures: dict[int, Future] = {i: pool.submit(self._fetch, reg, name, layers[i], report) for i in missing}
+            try:
+                for i in missing:
+                    futures[i].result()
+                    if self.snapshots.exists(chains[i]):  # another pull unpacked it meanwhile
+                        continue
+                    parent = chains[i - 1] if i else None
+                    key = f"extract-{uuid.uuid4().hex}-{chains[i]}"
+                    self.snapshots.prepare(key, parent)
+                    try:
+                        report("extract", layers[i]["digest"], 0, 0)
+                        with self.content.open(layers[i]["digest"]) as f:
+                            apply_layer(f, self.snapshots.upper_dir(key), layers[i].get("mediaType"),
+                                        expected_diff_id=diff_ids[i])
+                        self.snapshots.commit(chains[i], key)
+                    except StateError:
+                        self.snapshots.remove(key)  # lost a race to an identical layer: theirs is as good
+                    except BaseException:
+                        self.snapshots.remove(key)
+                        raise
+            except BaseException:
+                for f in futures.values():
+                    f.cancel()
+                raise
+
+    # -- tags and removal ---------------------------------------------------------------------------
+
+    def tag(self, source: str, target: str) -> None:
+        image = self.store.resolve(source)
+        ref = reference.parse(target)
+        if ref.digest:
+            raise ConfigError(f"refusing to create a tag with a digest reference: {target}")
+        self.store.tag(image.id, f"{ref.name}:{ref.tag or 'latest'}")
+
+    def remove(self, name: str, force: bool = False) -> list[tuple[str, str]]:
+        """docker rmi: untag a name; delete the image when no tag is left (or by id with force).
+        Returns docker's lines: ("Untagged", name) and ("Deleted", id)."""
+        image = self.store.resolve(name)
+        out: list[tuple[str, str]] = []
+        by_tag = name not in (image.id, image.id[7:]) and not image.id[7:].startswith(name.replace("sha256:", ""))
+        if by_tag and len(image.tags) > 1:
+            tag = self._tag_for(name, image)
+            self.store.untag(tag)
+            return [("Untagged", _familiar(tag))]
+        if not by_tag and len(image.tags) > 1 and not force:
+            raise StateError(f"conflict: unable to delete {image.id[7:19]} (must be forced) - "
+                             f"image is referenced in multiple repositories")
+        for t in image.tags:
+            out.append(("Untagged", _familiar(t)))
+        for d in image.repo_digests:
+            out.append(("Untagged", _familiar(d)))
+        freed = self.store.remove(image.id, force=True)
+        for digest in freed:
+            try:
+                self.content.delete(digest)
+            except NotFound:
+                pass
+        out.append(("Deleted", image.id))
+        self.gc_snapshots()
+        return out
+
+    def _tag_for(self, name: str, image: Image) -> str:
+        if name in image.tags:
+            return name
+        ref = reference.parse(name)
+        return f"{ref.name}:{ref.tag or 'latest'}"
+
+    def gc_snapshots(self, keep: set[str] | None = None) -> list[str]:
+        """Remove committed snapshots that no image, container or other snapshot stands on."""
+        infos = {i.key: i for i in self.snapshots.walk()}
+        roots = set(self.store.chains_in_use()) | (keep or set())
+        roots |= {i.parent for i in infos.values() if i.kind != "committed" and i.parent}
+        alive: set[str] = set()
+        for r in roots:
+            k = r
+            while k is not None and k not in alive and k in infos:
+                alive.add(k)
+                k = infos[k].parent
+        dead = [k for k, i in infos.items() if i.kind == "committed" and k not in alive]
+        removed = []
+        while dead:  # children before parents
+            progress = False
+            for k in list(dead):
+                if not any(i.parent == k for i in infos.values() if i.key in dead or i.key in alive):
+                    self.snapshots.remove(k)
+                    infos.pop(k)
+                    dead.remove(k)
+                    removed.append(k)
+                    progress = True
+            if not progress:
+                break
+        return removed
+
+
+def _familiar(name: str) -> str:
+    try:
+        return reference.parse(name).familiar()
+    except ConfigError:
+        return name
+
+
+def _choose(index: dict, want: Platform, ref) -> dict:  # noqa: ANN001
+    """The index entry for `want`, as docker picks it (variant matched when the index gives one)."""
+    candidates = []
+    for m in index.get("manifests") or []:
+        p = m.get("platform") or {}
+        if p.get("os") != want.os or p.get("architecture") != want.architecture:
+            continue
+        if want.variant and p.get("variant") and p["variant"] != want.variant:
+            continue
+        candidates.append(m)
+    if not candidates:
+        have = ", ".join(sorted({str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant")))
+                                 for p in ((m.get("platform") or {}) for m in index.get("manifests") or [])}))
+        raise NotFound(f"no matching manifest for {want} in the manifest list entries of {ref.familiar()}"
+                       f" (it has: {have or 'none'})")
+    return candidates[0]
