@@ -413,7 +413,7 @@ class PushedImage:
 def busybox_image(registry, tmp_path_factory) -> PushedImage:
     """A busybox image (busybox and a few applet links), pushed with skopeo to test/busybox:latest."""
     if not os.access(SKOPEO, os.X_OK):
-        pytest.skip("skopeo is not installed")
+        pytest.fail("skopeo is not installed (scripts/install.sh installs it)")
     tmp = str(tmp_path_factory.mktemp("busybox-image"))
     with open(BUSYBOX, "rb") as f:
         busybox = f.read()

@@ -139,12 +139,13 @@ class Proxy:
         action = rule.action if rule else ""
         if action == "503":
             data = json.dumps({"errors": [{"code": "UNAVAILABLE", "message": "service unavailable"}]}).encode()
+            # recorded before answering: the client may look at `seen` the moment it has the answer
+            self.seen.append(Seen(method, path, 503, h.headers.get("Range", "")))
             h.send_response(503)
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
             h.wfile.write(data)
-            self.seen.append(Seen(method, path, 503, h.headers.get("Range", "")))
             return
         headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP}
         if action == "strip-range":
@@ -159,6 +160,7 @@ class Proxy:
             conn.close()
         if action == "mutate":
             data += b"\n"
+        self.seen.append(Seen(method, path, resp.status, h.headers.get("Range", "")))
         h.send_response(resp.status)
         for k, v in resp_headers:
             if k.lower() not in _HOP:
@@ -168,7 +170,6 @@ class Proxy:
         else:
             h.send_header("Content-Length", str(len(data)))
         h.end_headers()
-        self.seen.append(Seen(method, path, resp.status, h.headers.get("Range", "")))
         if action == "drop":
             h.wfile.write(data[: len(data) // 2])
             h.wfile.flush()
