@@ -137,7 +137,7 @@ class RegistryServer:
 def registry(tmp_path_factory) -> RegistryServer:
     """A plain registry (no auth), shared by the session."""
     if not os.access(DOCKER_REGISTRY, os.X_OK):
-        pytest.skip("docker-registry is not installed")
+        pytest.fail("docker-registry is not installed (scripts/install.sh installs it)")
     server = RegistryServer(str(tmp_path_factory.mktemp("registry")))
     try:
         yield server.start()
@@ -149,7 +149,7 @@ def registry(tmp_path_factory) -> RegistryServer:
 def auth_registry(tmp_path_factory) -> RegistryServer:
     """A registry behind htpasswd (bcrypt) Basic auth: user USER, password PASSWORD."""
     if not os.access(DOCKER_REGISTRY, os.X_OK):
-        pytest.skip("docker-registry is not installed")
+        pytest.fail("docker-registry is not installed (scripts/install.sh installs it)")
     bcrypt = pytest.importorskip("bcrypt")
     root = str(tmp_path_factory.mktemp("auth-registry"))
     htpasswd = os.path.join(root, "htpasswd")
@@ -300,7 +300,7 @@ class TokenRegistry:
 def token_registry(tmp_path_factory) -> TokenRegistry:
     """A registry that trusts tokens from an in-process TokenServer."""
     if not os.access(DOCKER_REGISTRY, os.X_OK):
-        pytest.skip("docker-registry is not installed")
+        pytest.fail("docker-registry is not installed (scripts/install.sh installs it)")
     pytest.importorskip("cryptography")
     root = str(tmp_path_factory.mktemp("token-registry"))
     tokens = TokenServer(root)
