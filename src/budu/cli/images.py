@@ -1,0 +1,329 @@
+"""Image commands: pull, images (image ls), rmi (image rm), tag, image inspect."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from budu.cli import format as fmt
+from budu.errors import BuduError, ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that fails with docker's one-line error and exit status 125... of docker's CLI: 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _images():
+    from budu.images.service import Images
+
+    return Images()
+
+
+def _short(image_id: str, no_trunc: bool = False) -> str:
+    return image_id if no_trunc else image_id[7:19]
+
+
+# -- pull -------------------------------------------------------------------------------------------
+
+class _PlainProgress:
+    """docker's non-terminal pull output: one line per layer event."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.last: dict[str, str] = {}
+
+    def __call__(self, event: str, digest: str, current: int, total: int) -> None:
+        if self.quiet:
+            return
+        short = digest[7:19]
+        text = {"exists": "Already exists", "downloaded": "Download complete", "extract": "Extracting",
+                "download": "Downloading"}.get(event)
+        if text is None or self.last.get(digest) == text:
+            return
+        self.last[digest] = text
+        print(f"{short}: {text}", flush=True)
+
+
+def _rich_progress(quiet: bool):  # noqa: ANN202
+    """Per-layer bars (bytes, speed) on a terminal, as docker draws them."""
+    if quiet or not sys.stdout.isatty():
+        return None
+    try:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    except ImportError:
+        return None
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    transient=False)
+    tasks: dict[str, int] = {}
+
+    def report(event: str, digest: str, current: int, total: int) -> None:
+        if event == "resolved" or event == "done":
+            return
+        short = digest[7:19]
+        if digest not in tasks:
+            tasks[digest] = bars.add_task(short, total=total or None)
+        label = {"exists": f"{short}: Already exists", "download": f"{short}: Downloading",
+                 "downloaded": f"{short}: Download complete", "extract": f"{short}: Extracting"}[event]
+        bars.update(tasks[digest], description=label, completed=current if event == "download" else current,
+                    total=total or None)
+
+    return bars, report
+
+
+def cmd_pull(argv: list[str]) -> int:
+    p = _Parser(prog="budu pull", description="Download an image from a registry")
+    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("--platform", help="Set platform if server is multi-platform capable")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository")
+    a = p.parse_args(argv)
+    if a.all_tags:
+        raise ConfigError("budu pull: --all-tags is not supported yet")
+    from budu.images import reference
+    from budu.images.service import parse_platform
+
+    ref = reference.parse(a.name)
+    platform = parse_platform(a.platform) if a.platform else None
+    if not a.quiet:
+        if not ref.digest and ":" not in a.name.rsplit("/", 1)[-1]:
+            print("Using default tag: latest")
+        print(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
+    images = _images()
+    existed = _exists(images, a.name)
+    rich = _rich_progress(a.quiet)
+    try:
+        if rich:
+            bars, report = rich
+            with bars:
+                image = images.pull(a.name, platform=platform, progress=report, credentials=_credentials())
+        else:
+            image = images.pull(a.name, platform=platform, progress=_PlainProgress(a.quiet), credentials=_credentials())
+    finally:
+        images.close()
+    name = f"{ref.name}:{ref.tag}" if ref.tag else f"{ref.name}@{ref.digest}"
+    if not a.quiet:
+        digest = image.repo_digests[0].split("@", 1)[1] if image.repo_digests else image.manifest_digest
+        print(f"Digest: {digest}")
+        status = "Image is up to date" if existed == image.id else "Downloaded newer image"
+        print(f"Status: {status} for {ref.familiar()}")
+    print(name)
+    return 0
+
+
+def _exists(images, name: str) -> str | None:  # noqa: ANN001
+    try:
+        return images.get(name).id
+    except BuduError:
+        return None
+
+
+def _credentials():  # noqa: ANN202
+    """Credentials from docker's config file (~/.docker/config.json, `auths`), read lazily."""
+    import base64
+    import os
+
+    def lookup(host: str) -> tuple[str, str] | None:
+        path = os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
+        try:
+            with open(path) as f:
+                auths = json.load(f).get("auths") or {}
+        except (OSError, ValueError):
+            return None
+        for key in (host, f"https://{host}", f"http://{host}", "https://index.docker.io/v1/" if host == "docker.io" else None):
+            entry = auths.get(key) if key else None
+            if entry and entry.get("auth"):
+                user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
+                return user, pw
+        return None
+
+    return lookup
+
+
+# -- images -------------------------------------------------------------------------------------------
+
+def _rows(images, show_digests: bool, no_trunc: bool) -> list[dict]:  # noqa: ANN001
+    from budu.images import reference
+
+    out = []
+    for img in images.list():
+        created = _created(images, img)
+        base = {"ID": _short(img.id, no_trunc), "CreatedSince": fmt.ago(created),
+                "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created)) if created else "",
+                "Size": fmt.human_size(img.size), "Containers": "N/A"}
+        digests = {d.split("@")[0]: d.split("@")[1] for d in img.repo_digests}
+        names = img.tags or tuple(f"{d.split('@')[0]}:<none>" for d in img.repo_digests) or ("<none>:<none>",)
+        for t in names:
+            repo, _, tag = t.rpartition(":")
+            fam_repo = reference.parse(f"{repo}:x").familiar().rsplit(":", 1)[0] if repo != "<none>" else "<none>"
+            out.append(dict(base, Repository=fam_repo, Tag=tag, Digest=digests.get(repo, "<none>")))
+    return out
+
+
+def _created(images, img) -> float | None:  # noqa: ANN001
+    try:
+        text = images.config(img).get("created")
+    except (BuduError, OSError, ValueError):
+        return None
+    if not text:
+        return None
+    return parse_time(text)
+
+
+def parse_time(text: str) -> float | None:
+    """RFC 3339 with up to nanoseconds (what image configs carry) to a timestamp."""
+    import datetime
+
+    text = text.strip().replace("Z", "+00:00")
+    main, dot, rest = text.partition(".")
+    if dot:
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        text = f"{main}.{digits[:6].ljust(6, '0')}{rest}"
+    try:
+        dt = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return dt.timestamp()
+
+
+def cmd_images(argv: list[str]) -> int:
+    p = _Parser(prog="budu images", description="List images")
+    p.add_argument("repository", nargs="?")
+    p.add_argument("-a", "--all", action="store_true", help="Show all images")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("--digests", action="store_true", help="Show digests")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("--format", help="Format output using a custom template")
+    p.add_argument("-f", "--filter", action="append", default=[], help="Filter output based on conditions provided")
+    a = p.parse_args(argv)
+    images = _images()
+    try:
+        rows = _rows(images, a.digests, a.no_trunc)
+    finally:
+        images.close()
+    if a.repository:
+        rows = [r for r in rows if r["Repository"] == a.repository.split(":")[0]
+                and (":" not in a.repository or r["Tag"] == a.repository.split(":", 1)[1])]
+    for f in a.filter:
+        key, _, value = f.partition("=")
+        if key == "reference":
+            import fnmatch
+
+            rows = [r for r in rows if fnmatch.fnmatch(f"{r['Repository']}:{r['Tag']}", value)
+                    or fnmatch.fnmatch(r["Repository"], value)]
+        elif key == "dangling":
+            want = value.lower() == "true"
+            rows = [r for r in rows if (r["Repository"] == "<none>") == want]
+        else:
+            raise ConfigError(f"invalid filter '{key}'")
+    if a.quiet:
+        seen = []
+        for r in rows:
+            if r["ID"] not in seen:
+                seen.append(r["ID"])
+        sys.stdout.write("".join(f"{i}\n" for i in seen))
+        return 0
+    if a.format:
+        sys.stdout.write(fmt.format_rows(a.format, rows, {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
+                                                          "CreatedSince": "CREATED", "Size": "SIZE", "Digest": "DIGEST",
+                                                          "CreatedAt": "CREATED AT"}))
+        return 0
+    cols = ["REPOSITORY", "TAG"] + (["DIGEST"] if a.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
+    table = [cols]
+    for r in rows:
+        table.append([r["Repository"], r["Tag"]] + ([r["Digest"]] if a.digests else [])
+                     + [r["ID"], r["CreatedSince"], r["Size"]])
+    sys.stdout.write(fmt.table(table))
+    return 0
+
+
+# -- rmi, tag, inspect -----------------------------------------------------------------------------------
+
+def cmd_rmi(argv: list[str]) -> int:
+    p = _Parser(prog="budu rmi", description="Remove one or more images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
+    p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
+    a = p.parse_args(argv)
+    images = _images()
+    failed = 0
+    try:
+        for name in a.images:
+            try:
+                for what, value in images.remove(name, force=a.force):
+                    print(f"{what}: {value}")
+            except BuduError as e:
+                sys.stderr.write(f"Error response from daemon: {e}\n")
+                failed = 1
+    finally:
+        images.close()
+    return failed
+
+
+def cmd_tag(argv: list[str]) -> int:
+    p = _Parser(prog="budu tag", description="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+    a = p.parse_args(argv)
+    images = _images()
+    try:
+        images.tag(a.source, a.target)
+    finally:
+        images.close()
+    return 0
+
+
+def cmd_inspect(argv: list[str]) -> int:
+    p = _Parser(prog="budu image inspect", description="Display detailed information on one or more images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--format", help="Format output using a custom template")
+    a = p.parse_args(argv)
+    images = _images()
+    out, failed = [], 0
+    try:
+        for name in a.images:
+            try:
+                out.append(inspect_image(images, images.get(name)))
+            except BuduError as e:
+                sys.stderr.write(f"Error: {e}\n")
+                failed = 1
+    finally:
+        images.close()
+    if a.format:
+        sys.stdout.write("".join(fmt.render(a.format, o) + "\n" for o in out))
+    else:
+        print(json.dumps(out, indent=4))
+    return failed
+
+
+def inspect_image(images, img) -> dict:  # noqa: ANN001
+    """The shape of docker's `image inspect` (the Engine API's ImageInspect)."""
+    from budu.images import reference
+
+    cfg = images.config(img)
+    return {
+        "Id": img.id,
+        "RepoTags": [reference.parse(t).familiar() for t in img.tags],
+        "RepoDigests": [reference.parse(d).familiar() for d in img.repo_digests],
+        "Parent": "",
+        "Comment": (cfg.get("history") or [{}])[-1].get("comment", "") if cfg.get("history") else "",
+        "Created": cfg.get("created", ""),
+        "DockerVersion": "",
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", ""),
+        "Variant": cfg.get("variant"),
+        "Os": cfg.get("os", ""),
+        "Size": img.size,
+        "GraphDriver": {"Name": "overlay2", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids") or []},
+        "Metadata": {"LastTagTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(img.created))},
+    }

@@ -1,0 +1,407 @@
+"""A content-addressed blob store, containerd's shape: verified on commit, resumable while ingesting.
+
+Layout under `root`:
+
+    blobs/<algo>/<hex>                 committed blobs, immutable, named by their digest
+    ingest/<sha256(key)>/data          bytes received so far for a write in progress
+    ingest/<sha256(key)>/ref           the caller's key (the directory name is its hash: keys may hold '/')
+    ingest/<sha256(key)>/expected      the digest the data must have, if the caller knows it
+    ingest/<sha256(key)>/total         the size the data must have, if the caller knows it
+    ingest/<sha256(key)>/lock          flock(2)ed by the one process writing that key
+
+A blob only ever appears in `blobs/` by rename(2) of a fsynced `data` file whose digest (and size)
+were checked, so a reader can never see a partial or unverified blob.  An interrupted write (a
+dropped download, a killed process) leaves its ingest behind; reopening the same key re-hashes what
+is there and continues at `Writer.offset` (for an HTTP Range request).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from budu.errors import BuduError, NotFound, StateError
+from budu.images.reference import DIGEST_HEX_LEN, parse_digest
+
+_CHUNK = 1 << 20
+
+
+class DigestMismatch(BuduError):
+    """Data did not hash (or measure) to what its descriptor promised: it is refused, never stored."""
+
+
+@dataclass(frozen=True)
+class IngestStatus:
+    """A write in progress (or abandoned): what `ingests()` reports."""
+
+    key: str
+    offset: int
+    expected: str | None
+    total: int | None
+    updated: float
+
+
+def _split(digest: str) -> tuple[str, str]:
+    algo, _, hexpart = parse_digest(digest).partition(":")
+    return algo, hexpart
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_small(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _write_small(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+class ContentStore:
+    """Blobs by digest.  `root` is created if missing; several processes may share it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self._blobs = os.path.join(self.root, "blobs")
+        self._ingest = os.path.join(self.root, "ingest")
+        os.makedirs(self._blobs, exist_ok=True)
+        os.makedirs(self._ingest, exist_ok=True)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def path(self, digest: str) -> str:
+        """Where the blob `digest` lives (whether or not it exists yet); the digest is validated."""
+        algo, hexpart = _split(digest)
+        return os.path.join(self._blobs, algo, hexpart)
+
+    def exists(self, digest: str) -> bool:
+        return os.path.isfile(self.path(digest))
+
+    def size(self, digest: str) -> int:
+        try:
+            return os.stat(self.path(digest)).st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found in content store {self.root}") from None
+
+    def open(self, digest: str) -> BinaryIO:
+        """The blob for streaming reads (layers); the caller closes it."""
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found in content store {self.root}") from None
+
+    def read(self, digest: str) -> bytes:
+        """A whole blob at once: for manifests and configs, not for layers."""
+        with self.open(digest) as f:
+            return f.read()
+
+    def walk(self) -> Iterator[tuple[str, int]]:
+        """Every committed blob as (digest, size), sorted by digest."""
+        for algo in sorted(os.listdir(self._blobs)):
+            want = DIGEST_HEX_LEN.get(algo)
+            if want is None:
+                continue
+            d = os.path.join(self._blobs, algo)
+            with os.scandir(d) as it:
+                entries = sorted((e.name, e) for e in it)
+            for name, e in entries:
+                if len(name) != want or not e.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    yield f"{algo}:{name}", e.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def writer(self, key: str, expected: str | None = None, size: int | None = None,
+               timeout: float = 60.0) -> Writer:
+        """Open (or resume) the ingest named `key`.
+
+        Only one process writes a key at a time: a second writer waits up to `timeout` seconds for
+        the first to finish, then raises StateError.  Different keys never wait on each other, even
+        for the same digest (both commit; the second finds the blob already there).
+        """
+        if not key:
+            raise StateError("content store: an ingest key must not be empty")
+        if expected is not None:
+            parse_digest(expected)
+        if size is not None and size < 0:
+            raise StateError(f"content store: negative expected size {size} for ingest {key!r}")
+        return Writer(self, key, expected, size, timeout)
+
+    def put(self, data: bytes, expected: str | None = None) -> str:
+        """Store a small blob in one go (manifests, configs) and return its digest."""
+        algo = _split(expected)[0] if expected else "sha256"
+        actual = f"{algo}:{hashlib.new(algo, data).hexdigest()}"
+        if expected is not None and actual != expected:
+            raise DigestMismatch(f"digest mismatch: expected {expected}, got {actual} ({len(data)} bytes)")
+        if self.exists(actual):
+            return actual
+        with self.writer(f"put-{actual}", actual, len(data)) as w:
+            if w.offset:
+                w.reset()
+            w.write(data)
+            return w.commit()
+
+    def delete(self, digest: str) -> None:
+        try:
+            os.unlink(self.path(digest))
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found in content store {self.root}") from None
+
+    def ingests(self) -> list[IngestStatus]:
+        """Writes in progress or left behind by a crash, for `resume` or garbage collection."""
+        out = []
+        for name in sorted(os.listdir(self._ingest)):
+            if name.startswith("."):
+                continue
+            d = os.path.join(self._ingest, name)
+            key = _read_small(os.path.join(d, "ref"))
+            if key is None:
+                continue
+            try:
+                st = os.stat(os.path.join(d, "data"))
+                offset, updated = st.st_size, st.st_mtime
+            except FileNotFoundError:
+                offset, updated = 0, 0.0
+            total = _read_small(os.path.join(d, "total"))
+            out.append(IngestStatus(key, offset, _read_small(os.path.join(d, "expected")),
+                                    int(total) if total else None, updated))
+        return out
+
+    def abort(self, key: str, timeout: float = 60.0) -> None:
+        """Drop the ingest `key` (waits for a live writer of that key, like `writer`)."""
+        self.writer(key, timeout=timeout).abort()
+
+    def _ingest_dir(self, key: str) -> str:
+        return os.path.join(self._ingest, hashlib.sha256(key.encode()).hexdigest())
+
+
+class Writer:
+    """One ingest, locked for this process until commit(), abort() or close().
+
+    `offset` is how many bytes are already in: after a crash, reopening the key resumes there.
+    As a context manager it closes on exit and keeps the partial data; only abort() deletes it.
+    """
+
+    def __init__(self, store: ContentStore, key: str, expected: str | None, size: int | None,
+                 timeout: float) -> None:
+        self.store = store
+        self.key = key
+        self.expected = expected
+        self.total = size
+        self.dir = store._ingest_dir(key)
+        self._lock_fd = -1
+        self._fd = -1
+        self._lock(timeout)
+        try:
+            self._open()
+        except BaseException:
+            self._unlock()
+            raise
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    def _lock(self, timeout: float) -> None:
+        """flock the ingest's lock file; retry if the file we locked was removed meanwhile.
+
+        A finishing writer deletes its ingest dir (lock file included) while holding the lock, so
+        a waiter that then gets the lock must check it still holds the file at that path.
+        """
+        deadline = time.monotonic() + timeout
+        lock_path = os.path.join(self.dir, "lock")
+        while True:
+            os.makedirs(self.dir, exist_ok=True)
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # the dir vanished under us (a commit): try again
+                continue
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        os.close(fd)
+                        raise StateError(
+                            f"content store: ingest {self.key!r} is being written by another process "
+                            f"(waited {timeout:g}s)") from None
+                    time.sleep(0.02)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._lock_fd = fd
+                return
+            os.close(fd)
+
+    def _open(self) -> None:
+        data = os.path.join(self.dir, "data")
+        stored_ref = _read_small(os.path.join(self.dir, "ref"))
+        stored_expected = _read_small(os.path.join(self.dir, "expected"))
+        stored_total = _read_small(os.path.join(self.dir, "total"))
+        # Partial data is only resumable for the same promise; anything else starts over.
+        stale = stored_ref is not None and (
+            stored_ref != self.key
+            or (self.expected is not None and stored_expected is not None and stored_expected != self.expected)
+            or (self.total is not None and stored_total is not None and int(stored_total) != self.total))
+        if stale:
+            for name in ("data", "expected", "total"):
+                try:
+                    os.unlink(os.path.join(self.dir, name))
+                except FileNotFoundError:
+                    pass
+        if self.expected is None and not stale and stored_expected:
+            self.expected = stored_expected
+        if self.total is None and not stale and stored_total:
+            self.total = int(stored_total)
+        if stored_ref != self.key:
+            _write_small(os.path.join(self.dir, "ref"), self.key)
+        if self.expected is not None and (stale or stored_expected != self.expected):
+            _write_small(os.path.join(self.dir, "expected"), self.expected)
+        if self.total is not None and (stale or stored_total != str(self.total)):
+            _write_small(os.path.join(self.dir, "total"), str(self.total))
+
+        algo = self.expected.partition(":")[0] if self.expected else "sha256"
+        self._algo = algo
+        self._hash = hashlib.new(algo)
+        self._fd = os.open(data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # Resume: re-hash what a previous writer left (cheaper to reason about than saved state).
+        self.offset = 0
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = os.readv(self._fd, [buf])
+            if not n:
+                break
+            self._hash.update(view[:n])
+            self.offset += n
+        if self.total is not None and self.offset > self.total:
+            self.reset()
+
+    # -- the ingest ------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._fd < 0:
+            raise StateError(f"content store: ingest {self.key!r} is already closed")
+
+    def reset(self) -> None:
+        """Throw away what was received and start again at offset 0."""
+        self._check_open()
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._hash = hashlib.new(self._algo)
+        self.offset = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append `data`; refuses to grow past the expected size (a server sending too much)."""
+        self._check_open()
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if self.total is not None and self.offset + n > self.total:
+            got = self.offset + n
+            self.abort()
+            raise DigestMismatch(
+                f"size mismatch for {self.expected or self.key}: expected {self.total} bytes, got at least {got}")
+        self._hash.update(view)
+        done = 0
+        while done < n:
+            done += os.write(self._fd, view[done:])
+        self.offset += n
+        return n
+
+    def digest(self) -> str:
+        """The digest of what has been written so far."""
+        return f"{self._algo}:{self._hash.hexdigest()}"
+
+    def commit(self) -> str:
+        """fsync, verify against the expected digest and size, then rename into blobs/.
+
+        On a mismatch the ingest is discarded (the data can never become right by appending) and
+        DigestMismatch names both digests.  Returns the digest.
+        """
+        self._check_open()
+        actual = self.digest()
+        if self.total is not None and self.offset != self.total:
+            size, total = self.offset, self.total
+            self.abort()
+            raise DigestMismatch(
+                f"size mismatch for {self.expected or self.key}: expected {total} bytes, got {size}")
+        if self.expected is not None and actual != self.expected:
+            expected, size = self.expected, self.offset
+            self.abort()
+            raise DigestMismatch(f"digest mismatch: expected {expected}, got {actual} ({size} bytes)")
+        target = self.store.path(actual)
+        if os.path.exists(target):
+            self.abort()  # another key committed the same content first: nothing to add
+            return actual
+        os.fsync(self._fd)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.rename(os.path.join(self.dir, "data"), target)
+        _fsync_dir(os.path.dirname(target))
+        self.abort()
+        return actual
+
+    def abort(self) -> None:
+        """Delete the ingest and release the key."""
+        if self._lock_fd < 0:
+            return
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        # Rename first, so that the key's path is free the moment we let go of the lock: a writer
+        # waiting on our lock file then sees it is gone and locks a fresh one.
+        trash = os.path.join(self.store._ingest, f".trash-{uuid.uuid4().hex}")
+        try:
+            os.rename(self.dir, trash)
+        except FileNotFoundError:
+            trash = ""
+        self._unlock()
+        if trash:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def close(self) -> None:
+        """Release the key and keep the partial data for a later resume."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the last fd drops the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+

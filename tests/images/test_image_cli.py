@@ -1,0 +1,71 @@
+"""The image commands as a docker user types them: pull, images, image inspect, tag, rmi."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+
+@pytest.fixture
+def budu(tmp_path):
+    root = str(tmp_path / "budu-root")
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        p = subprocess.run(["budu", "--root", root, *args], capture_output=True, text=True, timeout=120)
+        if ok:
+            assert p.returncode == 0, f"budu {' '.join(args)}: {p.stderr}"
+        return p
+
+    return run
+
+
+def test_pull_images_inspect_tag_rmi(budu, busybox_image):
+    host = busybox_image.registry.host
+    name = f"{host}/test/busybox"
+    p = budu("pull", name)
+    lines = p.stdout.splitlines()
+    assert lines[0] == "Using default tag: latest"
+    assert lines[1] == "latest: Pulling from test/busybox"
+    assert any(re.fullmatch(r"[0-9a-f]{12}: (Download complete|Extracting)", line) for line in lines)
+    assert f"Digest: {busybox_image.digest}" in lines
+    assert f"Status: Downloaded newer image for {name}:latest" in lines
+    assert lines[-1] == f"{name}:latest"
+
+    again = budu("pull", "-q", name)
+    assert again.stdout == f"{name}:latest\n"
+    status = budu("pull", name).stdout
+    assert f"Status: Image is up to date for {name}:latest" in status
+
+    table = budu("images").stdout.splitlines()
+    assert re.fullmatch(r"REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE", table[0])
+    cols = re.split(r"\s{3,}", table[1])
+    assert cols[0] == name and cols[1] == "latest" and re.fullmatch(r"[0-9a-f]{12}", cols[2])
+    assert re.fullmatch(r"[\d.]+(kB|MB)", cols[-1])
+
+    image_id = json.loads(budu("image", "inspect", name).stdout)[0]["Id"]
+    assert budu("images", "-q").stdout == image_id[7:19] + "\n"
+    assert budu("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout == f"{name}:latest {image_id[7:19]}\n"
+    assert budu("image", "inspect", "--format", "{{.Id}} {{.Os}}", name).stdout == f"{image_id} linux\n"
+
+    budu("tag", name, "mine/busybox:v1")
+    assert "mine/busybox" in budu("images").stdout
+    rmi = budu("rmi", "mine/busybox:v1").stdout
+    assert rmi == "Untagged: mine/busybox:v1\n"
+    rmi = budu("rmi", name).stdout.splitlines()
+    assert rmi[0] == f"Untagged: {name}:latest"
+    assert rmi[-1] == f"Deleted: {image_id}"
+    assert budu("images", "-q").stdout == ""
+
+
+def test_errors_are_one_line(budu, busybox_image):
+    p = budu("pull", "Not/Valid:Ref", ok=False)
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1 and "invalid reference format" in p.stderr
+    p = budu("pull", f"{busybox_image.registry.host}/test/busybox:nope", ok=False)
+    assert p.returncode == 1 and "not found" in p.stderr and "Traceback" not in p.stderr
+    p = budu("rmi", "no-such-image", ok=False)
+    assert p.returncode == 1 and "No such image: no-such-image" in p.stderr
+    p = budu("frobnicate", ok=False)
+    assert p.returncode == 1 and "is not a budu command" in p.stderr
