@@ -69,3 +69,34 @@ def test_errors_are_one_line(budu, busybox_image):
     assert p.returncode == 1 and "No such image: no-such-image" in p.stderr
     p = budu("frobnicate", ok=False)
     assert p.returncode == 1 and "is not a budu command" in p.stderr
+
+
+def test_history_prune_and_system_df(budu, busybox_image, tmp_path):
+    name = f"{busybox_image.registry.host}/test/busybox:latest"
+    budu("pull", "-q", name)
+    hist = budu("history", name).stdout.splitlines()
+    assert re.fullmatch(r"IMAGE\s+CREATED\s+CREATED BY\s+SIZE\s+COMMENT", hist[0])
+    assert re.match(r"[0-9a-f]{12}\s", hist[1])
+    df = budu("system", "df").stdout.splitlines()
+    assert re.fullmatch(r"TYPE\s+TOTAL\s+ACTIVE\s+SIZE\s+RECLAIMABLE", df[0])
+    cols = re.split(r"\s{2,}", df[1])
+    assert cols[:3] == ["Images", "1", "0"]
+    # the size matches what du finds in budu's layers and blobs
+    du = subprocess.run(["du", "-s", "-B1", str(tmp_path / "budu-root" / "snapshots"),
+                         str(tmp_path / "budu-root" / "content" / "blobs")], capture_output=True, text=True).stdout
+    on_disk = sum(int(line.split()[0]) for line in du.splitlines())
+    from budu.cli.format import human_size
+
+    assert cols[3] == human_size(on_disk) or abs(_parse_size(cols[3]) - on_disk) / on_disk < 0.05
+    # dangling only: the tagged image stays; -a: it goes, and everything with it
+    assert "Total reclaimed space: 0B" in budu("image", "prune", "-f").stdout
+    out = budu("image", "prune", "-a", "-f").stdout
+    assert "Deleted Images:" in out and "deleted: sha256:" in out
+    assert budu("images", "-q").stdout == ""
+    assert re.split(r"\s{2,}", budu("system", "df").stdout.splitlines()[1])[3] == "0B"
+
+
+def _parse_size(text: str) -> float:
+    units = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+    num = re.match(r"[\d.]+", text).group(0)
+    return float(num) * units[text[len(num):]]

@@ -327,3 +327,90 @@ def inspect_image(images, img) -> dict:  # noqa: ANN001
         "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids") or []},
         "Metadata": {"LastTagTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(img.created))},
     }
+
+
+def cmd_prune(argv: list[str]) -> int:
+    p = _Parser(prog="budu image prune", description="Remove unused images")
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--filter", action="append", default=[], help="Provide filter values")
+    a = p.parse_args(argv)
+    if not a.force:
+        what = "all images without at least one container associated to them" if a.all else "all dangling images"
+        sys.stdout.write(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    images = _images()
+    try:
+        lines, reclaimed = images.prune(all_images=a.all)
+    finally:
+        images.close()
+    if lines:
+        print("Deleted Images:")
+        for what, value in lines:
+            print(f"{what.lower()}: {value}")
+        print()
+    print(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
+    return 0
+
+
+def cmd_history(argv: list[str]) -> int:
+    p = _Parser(prog="budu history", description="Show the history of an image")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("-H", "--human", default="true", help="Print sizes and dates in human readable format")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("--format", help="Format output using a custom template")
+    a = p.parse_args(argv)
+    images = _images()
+    try:
+        img = images.get(a.image)
+        steps = images.history(img)
+    finally:
+        images.close()
+    rows = []
+    for s in steps:
+        ident = _short(s["id"], a.no_trunc) if s.get("id") else "<missing>"
+        created = parse_time(s["created"]) if s["created"] else None
+        by = s["created_by"].replace("\t", " ").replace("\n", " ")
+        if not a.no_trunc and len(by) > 45:
+            by = by[:44] + "…"
+        rows.append({"ID": ident, "CreatedSince": fmt.ago(created), "CreatedBy": by,
+                     "Size": fmt.human_size(s["size"]), "Comment": s["comment"]})
+    if a.quiet:
+        sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
+    elif a.format:
+        sys.stdout.write(fmt.format_rows(a.format, rows, {"ID": "IMAGE", "CreatedSince": "CREATED",
+                                                          "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}))
+    else:
+        sys.stdout.write(fmt.table([["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]] +
+                                   [[r["ID"], r["CreatedSince"], r["CreatedBy"], r["Size"], r["Comment"]] for r in rows]))
+    return 0
+
+
+def cmd_system_df(argv: list[str]) -> int:
+    p = _Parser(prog="budu system df", description="Show budu disk usage")
+    p.add_argument("-v", "--verbose", action="store_true", help="Show detailed information on space usage")
+    p.add_argument("--format", help="Format output using a custom template")
+    a = p.parse_args(argv)
+    images = _images()
+    try:
+        du = images.disk_usage()
+    finally:
+        images.close()
+    total = du["total"]
+    rows = [
+        {"Type": "Images", "TotalCount": str(du["images"]), "Active": str(du["active"]), "Size": fmt.human_size(total),
+         "Reclaimable": f"{fmt.human_size(total)} ({100 if total else 0}%)"},
+        {"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+    ]
+    if a.format:
+        sys.stdout.write(fmt.format_rows(a.format, rows, {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE",
+                                                          "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}))
+    else:
+        sys.stdout.write(fmt.table([["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]] +
+                                   [[r["Type"], r["TotalCount"], r["Active"], r["Size"], r["Reclaimable"]] for r in rows]))
+    return 0

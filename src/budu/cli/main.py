@@ -15,11 +15,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "images": ("budu.cli.images", "cmd_images", "List images"),
     "rmi": ("budu.cli.images", "cmd_rmi", "Remove one or more images"),
     "tag": ("budu.cli.images", "cmd_tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "history": ("budu.cli.images", "cmd_history", "Show the history of an image"),
 }
 # `budu image SUB`: docker's management-command spelling of the same
 IMAGE_COMMANDS: dict[str, tuple[str, str, str]] = {
     "ls": COMMANDS["images"], "list": COMMANDS["images"], "pull": COMMANDS["pull"], "rm": COMMANDS["rmi"],
     "tag": COMMANDS["tag"], "inspect": ("budu.cli.images", "cmd_inspect", "Display detailed information on images"),
+    "prune": ("budu.cli.images", "cmd_prune", "Remove unused images"), "history": COMMANDS["history"],
+}
+SYSTEM_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "df": ("budu.cli.images", "cmd_system_df", "Show budu disk usage"),
 }
 
 USAGE = """Usage:  budu [OPTIONS] COMMAND
@@ -32,6 +37,7 @@ Options:
 
 Management Commands:
   image       Manage images
+  system      Manage budu
 
 Commands:
 {commands}
@@ -63,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, args = argv[0], argv[1:]
     table = COMMANDS
-    if name == "image":
+    groups = {"image": (IMAGE_COMMANDS, "Manage images"), "system": (SYSTEM_COMMANDS, "Manage budu")}
+    if name in groups:
+        sub, what = groups[name]
         if not args or args[0] in ("--help", "-h"):
-            sys.stdout.write("Usage:  budu image COMMAND\n\nManage images\n\nCommands:\n" + "".join(
-                f"  {n:<9} {h}\n" for n, (_, _, h) in sorted(IMAGE_COMMANDS.items()) if n not in ("list",)))
+            sys.stdout.write(f"Usage:  budu {name} COMMAND\n\n{what}\n\nCommands:\n" + "".join(
+                f"  {n:<9} {h}\n" for n, (_, _, h) in sorted(sub.items()) if n not in ("list",)))
             return 0
-        table, name, args = IMAGE_COMMANDS, args[0], args[1:]
+        table, name, args = sub, args[0], args[1:]
     if name not in table:
         sys.stderr.write(f"budu: '{name}' is not a budu command.\nSee 'budu --help'\n")
         return 1

@@ -191,7 +191,7 @@ class Images:
                     if self.snapshots.exists(chains[i]):  # another pull unpacked it meanwhile
                         continue
                     parent = chains[i - 1] if i else None
-                    key = f"extract-{uuid.uuid4().hex}-{chains[i]}"
+                    key = f"extract-{os.getpid()}-{uuid.uuid4().hex[:12]}-{chains[i]}"
                     self.snapshots.prepare(key, parent)
                     try:
                         report("extract", layers[i]["digest"], 0, 0)
@@ -252,7 +252,14 @@ class Images:
         return f"{ref.name}:{ref.tag or 'latest'}"
 
     def gc_snapshots(self, keep: set[str] | None = None) -> list[str]:
-        """Remove committed snapshots that no image, container or other snapshot stands on."""
+        """Remove committed snapshots that no image, container or other snapshot stands on, and
+        the half-unpacked layers of pulls that died (their pid is in the key)."""
+        for info in self.snapshots.walk():
+            if info.kind == "active" and info.key.startswith("extract-"):
+                pid = info.key.split("-")[1]
+                if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                    self.snapshots.remove(info.key)
+        self.snapshots.cleanup()
         infos = {i.key: i for i in self.snapshots.walk()}
         roots = set(self.store.chains_in_use()) | (keep or set())
         roots |= {i.parent for i in infos.values() if i.kind != "committed" and i.parent}
@@ -276,6 +283,57 @@ class Images:
             if not progress:
                 break
         return removed
+
+
+    def prune(self, all_images: bool = False, in_use: set[str] | None = None) -> tuple[list[tuple[str, str]], int]:
+        """docker image prune: dangling images (no tag), or with `all_images` every image no
+        container uses.  Returns docker's lines and the bytes reclaimed."""
+        lines: list[tuple[str, str]] = []
+        before = self.disk_usage()["total"]
+        for img in self.store.list():
+            if img.id in (in_use or set()):
+                continue
+            if img.tags and not all_images:
+                continue
+            lines += self.remove(img.id, force=True)
+        self.gc_snapshots()
+        return lines, max(0, before - self.disk_usage()["total"])
+
+    def history(self, image: Image) -> list[dict]:
+        """docker history: newest first, with each layer's size next to the step that made it."""
+        cfg = self.config(image)
+        diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
+        # each snapshot holds only its own layer's files, so its size is that layer's
+        sizes = [self.snapshots.stat(c).size if self.snapshots.exists(c) else 0 for c in chain_ids(diff_ids)]
+        out = []
+        layer = 0
+        for h in cfg.get("history") or [{"created_by": "", "created": cfg.get("created", "")}]:
+            empty = h.get("empty_layer", False)
+            size = 0 if empty or layer >= len(sizes) else sizes[layer]
+            if not empty:
+                layer += 1
+            out.append({"created": h.get("created", ""), "created_by": h.get("created_by", ""),
+                        "comment": h.get("comment", ""), "size": size, "empty": empty})
+        out.reverse()
+        if out:
+            out[0]["id"] = image.id
+        return out
+
+    def disk_usage(self) -> dict:
+        """What `system df` reports for images: sizes that match what du finds on disk."""
+        images = self.store.list()
+        snaps = {i.key: i for i in self.snapshots.walk()}
+        content = sum(size for _, size in self.content.walk())
+        layers = sum(i.size for i in snaps.values() if i.kind == "committed")
+        refs: dict[str, int] = {}
+        for img in images:
+            k = img.chain_id
+            while k is not None and k in snaps:
+                refs[k] = refs.get(k, 0) + 1
+                k = snaps[k].parent
+        shared = sum(snaps[k].size for k, n in refs.items() if n > 1)
+        return {"images": len(images), "active": 0, "layers": layers, "content": content,
+                "shared": shared, "total": layers + content}
 
 
 def _familiar(name: str) -> str:
