@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Image pull and unpack: budu against skopeo (registry → oci: dir) and umoci (unpack).
+
+A local docker-registry on 127.0.0.1 serves two images made here: one 200 MB layer of random
+bytes, and 50 layers of many small files.  For each, alternating, N runs:
+  budu pull            download + verify + unpack into snapshots (a fresh store each run)
+  skopeo copy          download + verify into an oci: directory (no unpack)
+  budu unpack          the differ alone: apply every stored layer into fresh directories
+  umoci unpack         the same layers from that oci: directory into a bundle
+  curl                 the raw layer bytes, the floor for any download
+
+    python3 bench/image_pull.py [--runs 3] [--small-layers 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+try:
+    import httpx  # noqa: F401  (budu's registry client needs it: use budu's environment)
+except ImportError:
+    venv = os.environ.get("BUDU_VENV", "/opt/budu/venv") + "/bin/python"
+    os.execv(venv, [venv, *sys.argv])
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def layer(files: dict[str, bytes]) -> tuple[bytes, bytes]:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in sorted({os.path.dirname(p) for p in files if os.path.dirname(p)}):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for path, data in sorted(files.items()):
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    tar_bytes = raw.getvalue()
+    return tar_bytes, gzip.compress(tar_bytes, compresslevel=1, mtime=0)
+
+
+def push_image(host: str, name: str, layers: list[tuple[bytes, bytes]]) -> None:
+    from budu.images.registry import Registry
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [sha(t) for t, _ in layers]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(gz), "size": len(gz)}
+                   for _, gz in layers],
+    }).encode()
+    with Registry(host) as reg:
+        reg.upload_blob(name, sha(config), len(config), [config])
+        for _, gz in layers:
+            reg.upload_blob(name, sha(gz), len(gz), [gz])
+        reg.put_manifest(name, "latest", OCI_MANIFEST, manifest)
+
+
+def start_registry(work: str) -> tuple[subprocess.Popen, str]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    cfg = os.path.join(work, "registry.yml")
+    with open(cfg, "w") as f:
+        f.write(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {work}/registry\n"
+                f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
+    proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import urllib.request
+
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            return proc, f"127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    sys.exit("docker-registry did not start")
+
+
+def timed(cmd: list[str], **kw) -> float:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:3])} failed: {p.stderr.decode()[-500:]}")
+    return time.perf_counter() - t
+
+
+def budu_unpack(root: str, ref: str, dest: str) -> float:
+    """The differ alone, on the blobs a pull stored."""
+    from budu.images.layers import apply_layer
+    from budu.images.service import Images
+
+    svc = Images(root)
+    try:
+        img = svc.get(ref)
+        layers = svc.manifest(img)["layers"]
+        t = time.perf_counter()
+        for i, desc in enumerate(layers):
+            d = os.path.join(dest, str(i))
+            os.makedirs(d)
+            with svc.content.open(desc["digest"]) as f:
+                apply_layer(f, d, desc["mediaType"])
+        return time.perf_counter() - t
+    finally:
+        svc.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--big-mb", type=int, default=200)
+    ap.add_argument("--small-layers", type=int, default=50)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="budu-bench-pull-", dir="/var/tmp")
+    reg, host = start_registry(work)
+    policy = os.path.join(work, "policy.json")
+    with open(policy, "w") as f:
+        json.dump({"default": [{"type": "insecureAcceptAnything"}]}, f)
+    try:
+        print(f"making images: one {args.big_mb} MB random layer; {args.small_layers} layers of 200 small files",
+              flush=True)
+        push_image(host, "bench/big", [layer({"data/random": os.urandom(args.big_mb << 20)})])
+        small = [layer({f"d{i}/f{j}": os.urandom(512) for j in range(200)}) for i in range(args.small_layers)]
+        push_image(host, "bench/small", small)
+        for name in ("bench/big", "bench/small"):
+            ref = f"{host}/{name}:latest"
+            results: dict[str, list[float]] = {k: [] for k in ("budu pull", "skopeo copy", "budu unpack", "umoci unpack")}
+            for i in range(args.runs):
+                run_dir = os.path.join(work, f"run-{name.replace('/', '-')}-{i}")
+                os.makedirs(run_dir)
+                results["budu pull"].append(timed(["budu", "--root", f"{run_dir}/budu", "pull", "-q", ref]))
+                results["skopeo copy"].append(timed(["skopeo", "--policy", policy, "copy", "--src-tls-verify=false",
+                                                     f"docker://{ref}", f"oci:{run_dir}/oci:latest"]))
+                results["budu unpack"].append(budu_unpack(f"{run_dir}/budu", ref, f"{run_dir}/unpacked"))
+                results["umoci unpack"].append(timed(["umoci", "unpack", "--image", f"{run_dir}/oci:latest",
+                                                      f"{run_dir}/bundle"]))
+                shutil.rmtree(run_dir, ignore_errors=True)
+            med = {k: statistics.median(v) for k, v in results.items()}
+            size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(f"{work}/registry") for f in fs)
+            print(f"\n{name} (median of {args.runs}; registry holds {size / 1e6:.0f} MB)")
+            for k, v in med.items():
+                print(f"  {k:13s} {v:7.2f} s")
+            print(f"  ratio budu pull / skopeo copy      = {med['budu pull'] / med['skopeo copy']:.2f}"
+                  "   (budu also unpacks; skopeo does not)")
+            print(f"  ratio budu unpack / umoci unpack   = {med['budu unpack'] / med['umoci unpack']:.2f}")
+    finally:
+        reg.kill()
+        reg.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
