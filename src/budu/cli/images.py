@@ -123,25 +123,10 @@ def _exists(images, name: str) -> str | None:  # noqa: ANN001
 
 
 def _credentials():  # noqa: ANN202
-    """Credentials from docker's config file (~/.docker/config.json, `auths`), read lazily."""
-    import base64
-    import os
+    """Credentials as `budu login`/`docker login` stored them (budu.images.auth)."""
+    from budu.images import auth
 
-    def lookup(host: str) -> tuple[str, str] | None:
-        path = os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
-        try:
-            with open(path) as f:
-                auths = json.load(f).get("auths") or {}
-        except (OSError, ValueError):
-            return None
-        for key in (host, f"https://{host}", f"http://{host}", "https://index.docker.io/v1/" if host == "docker.io" else None):
-            entry = auths.get(key) if key else None
-            if entry and entry.get("auth"):
-                user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
-                return user, pw
-        return None
-
-    return lookup
+    return auth.credentials
 
 
 # -- images -------------------------------------------------------------------------------------------

@@ -16,12 +16,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rmi": ("budu.cli.images", "cmd_rmi", "Remove one or more images"),
     "tag": ("budu.cli.images", "cmd_tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
     "history": ("budu.cli.images", "cmd_history", "Show the history of an image"),
+    "push": ("budu.cli.registry", "cmd_push", "Upload an image to a registry"),
+    "login": ("budu.cli.registry", "cmd_login", "Log in to a registry"),
+    "logout": ("budu.cli.registry", "cmd_logout", "Log out from a registry"),
 }
 # `budu image SUB`: docker's management-command spelling of the same
 IMAGE_COMMANDS: dict[str, tuple[str, str, str]] = {
     "ls": COMMANDS["images"], "list": COMMANDS["images"], "pull": COMMANDS["pull"], "rm": COMMANDS["rmi"],
     "tag": COMMANDS["tag"], "inspect": ("budu.cli.images", "cmd_inspect", "Display detailed information on images"),
     "prune": ("budu.cli.images", "cmd_prune", "Remove unused images"), "history": COMMANDS["history"],
+    "push": COMMANDS["push"],
 }
 SYSTEM_COMMANDS: dict[str, tuple[str, str, str]] = {
     "df": ("budu.cli.images", "cmd_system_df", "Show budu disk usage"),

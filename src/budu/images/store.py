@@ -101,6 +101,12 @@ class ImageStore:
                 raise NotFound(f"No such image: {image_id}")
             c.execute("INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", (name, image_id))
 
+    def add_repo_digest(self, image_id: str, name: str) -> None:
+        """Record `repo@digest` for an image that is still there (after a push)."""
+        with self.db.tx() as c:
+            c.execute("INSERT OR IGNORE INTO repo_digests (name, image_id) SELECT ?, id FROM images WHERE id = ?",
+                      (name, image_id))
+
     def untag(self, name: str) -> str:
         with self.db.tx() as c:
             row = c.execute("SELECT image_id FROM tags WHERE name = ?", (name,)).fetchone()
