@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Image pull and unpack: budu against skopeo (registry → oci: dir) and umoci (unpack).
+"""Image pull, push and unpack: budu against skopeo (registry ⇄ oci: dir) and umoci (unpack).
 
 A local docker-registry on 127.0.0.1 serves two images made here: one 200 MB layer of random
 bytes, and 50 layers of many small files.  For each, alternating, N runs:
@@ -7,7 +7,8 @@ bytes, and 50 layers of many small files.  For each, alternating, N runs:
   skopeo copy          download + verify into an oci: directory (no unpack)
   budu unpack          the differ alone: apply every stored layer into fresh directories
   umoci unpack         the same layers from that oci: directory into a bundle
-  curl                 the raw layer bytes, the floor for any download
+  budu push            the pulled image to a second, empty registry
+  skopeo push          the oci: directory to that registry (another repository name)
 
     python3 bench/image_pull.py [--runs 3] [--small-layers 50]
 """
@@ -134,6 +135,8 @@ def main() -> None:
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="budu-bench-pull-", dir="/var/tmp")
     reg, host = start_registry(work)
+    os.makedirs(f"{work}/dest")
+    reg2, host2 = start_registry(f"{work}/dest")
     policy = os.path.join(work, "policy.json")
     with open(policy, "w") as f:
         json.dump({"default": [{"type": "insecureAcceptAnything"}]}, f)
@@ -145,7 +148,8 @@ def main() -> None:
         push_image(host, "bench/small", small)
         for name in ("bench/big", "bench/small"):
             ref = f"{host}/{name}:latest"
-            results: dict[str, list[float]] = {k: [] for k in ("budu pull", "skopeo copy", "budu unpack", "umoci unpack")}
+            results: dict[str, list[float]] = {k: [] for k in ("budu pull", "skopeo copy", "budu unpack", "umoci unpack",
+                                                                "budu push", "skopeo push")}
             for i in range(args.runs):
                 run_dir = os.path.join(work, f"run-{name.replace('/', '-')}-{i}")
                 os.makedirs(run_dir)
@@ -155,6 +159,12 @@ def main() -> None:
                 results["budu unpack"].append(budu_unpack(f"{run_dir}/budu", ref, f"{run_dir}/unpacked"))
                 results["umoci unpack"].append(timed(["umoci", "unpack", "--image", f"{run_dir}/oci:latest",
                                                       f"{run_dir}/bundle"]))
+                target = f"{host2}/{name}-budu{i}:latest"
+                subprocess.run(["budu", "--root", f"{run_dir}/budu", "tag", ref, target], check=True)
+                results["budu push"].append(timed(["budu", "--root", f"{run_dir}/budu", "push", "-q", target]))
+                results["skopeo push"].append(timed(["skopeo", "--policy", policy, "copy", "--dest-tls-verify=false",
+                                                     f"oci:{run_dir}/oci:latest",
+                                                     f"docker://{host2}/{name}-skopeo{i}:latest"]))
                 shutil.rmtree(run_dir, ignore_errors=True)
             med = {k: statistics.median(v) for k, v in results.items()}
             size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(f"{work}/registry") for f in fs)
@@ -164,9 +174,11 @@ def main() -> None:
             print(f"  ratio budu pull / skopeo copy      = {med['budu pull'] / med['skopeo copy']:.2f}"
                   "   (budu also unpacks; skopeo does not)")
             print(f"  ratio budu unpack / umoci unpack   = {med['budu unpack'] / med['umoci unpack']:.2f}")
+            print(f"  ratio budu push / skopeo push      = {med['budu push'] / med['skopeo push']:.2f}")
     finally:
-        reg.kill()
-        reg.wait()
+        for r in (reg, reg2):
+            r.kill()
+            r.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 
