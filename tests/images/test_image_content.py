@@ -212,6 +212,20 @@ def test_resumed_data_that_was_corrupted_is_caught(tmp_path):
     assert blob_files(tmp_path) == []
 
 
+def test_damaged_ingest_metadata_starts_over(tmp_path):
+    cs = ContentStore(str(tmp_path))
+    w = cs.writer("k", expected=sha(b"data"), size=4)
+    w.write(b"da")
+    w.close()
+    [ingest] = os.listdir(tmp_path / "ingest")
+    (tmp_path / "ingest" / ingest / "expected").write_text("sha256:rotten")
+    (tmp_path / "ingest" / ingest / "total").write_text("four")
+    w = cs.writer("k")
+    assert w.offset == 0 and w.expected is None
+    w.write(b"data")
+    assert w.commit() == sha(b"data")
+
+
 def test_new_expectation_restarts_stale_ingest(tmp_path):
     cs = ContentStore(str(tmp_path))
     w = cs.writer("k", expected=sha(b"old"))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from budu.errors import BuduError, NotFound, StateError
-from budu.images.reference import DIGEST_HEX_LEN, parse_digest
+from budu.images.reference import DIGEST_HEX_LEN, InvalidDigest, parse_digest
 
 _CHUNK = 1 << 20
 
@@ -231,7 +231,10 @@ class Writer:
         deadline = time.monotonic() + timeout
         lock_path = os.path.join(self.dir, "lock")
         while True:
-            os.makedirs(self.dir, exist_ok=True)
+            try:
+                os.mkdir(self.dir, 0o700)
+            except FileExistsError:
+                pass  # (or it existed a moment ago and a commit is moving it away: then we retry)
             try:
                 fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:  # the dir vanished under us (a commit): try again
@@ -261,9 +264,18 @@ class Writer:
         stored_ref = _read_small(os.path.join(self.dir, "ref"))
         stored_expected = _read_small(os.path.join(self.dir, "expected"))
         stored_total = _read_small(os.path.join(self.dir, "total"))
+        try:  # written atomically, but a disk can still rot: unreadable means start over
+            if stored_expected is not None:
+                parse_digest(stored_expected)
+            if stored_total is not None:
+                int(stored_total)
+            damaged = False
+        except (ValueError, InvalidDigest):
+            damaged, stored_expected, stored_total = True, None, None
         # Partial data is only resumable for the same promise; anything else starts over.
         stale = stored_ref is not None and (
-            stored_ref != self.key
+            damaged
+            or stored_ref != self.key
             or (self.expected is not None and stored_expected is not None and stored_expected != self.expected)
             or (self.total is not None and stored_total is not None and int(stored_total) != self.total))
         if stale:

@@ -21,6 +21,10 @@ The tar reader is our own rather than `tarfile`: it reads headers straight out o
 chunks and writes file data with os.write from memoryviews, which is what makes many-small-files
 layers fast.  It handles ustar, GNU (long names 'L'/'K', base-256 numbers) and PAX (local and
 global headers, SCHILY.xattr.* and LIBARCHIVE.xattr.*); GNU sparse files are refused.
+Decompression and hashing run in a second thread (zlib, zstd and hashlib release the GIL), and
+`diff_overlay` deflates blocks on every core, pigz-style.  Measured on a loaded 2-vCPU VM, a
+200 MB gzip layer applies in 0.33-0.5 s (GNU tar -xzf 1.2-1.4 s, umoci unpack 1.9-2.6 s), 10k
+small files in 0.6-0.75 s (GNU tar 0.5-0.55 s, umoci 3.2-3.7 s).
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ import errno
 import hashlib
 import os
 import stat
+import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+from zlib import adler32
 
 from budu.errors import BuduError
+from budu.images.content import DigestMismatch
 
 MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_TYPE_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -51,9 +58,9 @@ _LAYER_MEDIA_TYPES = {
 }
 _COMPRESS_MEDIA_TYPE = {"gzip": MEDIA_TYPE_GZIP, "zstd": MEDIA_TYPE_ZSTD, "none": MEDIA_TYPE_TAR}
 
-# gzip level 1: on a 2-core host it compresses ~3x faster than level 6 for a few % larger output
-# (measured on a Debian rootfs, see the module's benchmark notes); pushing a layer is dominated by
-# compression, and the registry stores whatever we send.
+# gzip level 1: measured here, 3-5x the throughput of level 6 for ~13% larger blobs (33% vs 29%
+# of the tar for text and Python trees); making a layer is dominated by compression, and at any
+# upload speed above a few MB/s the time saved compressing is more than the extra bytes cost.
 GZIP_LEVEL = 1
 ZSTD_LEVEL = 3
 
@@ -68,6 +75,7 @@ _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
 _MAX_DIR_FDS = 256  # directory fds kept open while extracting
 _MAX_SYMLINKS = 40  # as the kernel's MAXSYMLINKS
+_SMALL_FILE = 256 << 10  # diff: read whole and write with its header
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NEWFILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -78,7 +86,8 @@ class LayerError(BuduError):
 
 
 class InvalidLayer(LayerError):
-    """The layer is not a well-formed (compressed) tar, or does not hash to its diff id."""
+    """The layer is not a well-formed (compressed) tar.  (A wrong diff id is content's
+    DigestMismatch, the error every digest check raises.)"""
 
 
 class UnsafeLayer(LayerError):
@@ -246,6 +255,8 @@ def _uncompressed(stream: BinaryIO, media_type: str | None, hasher: hashlib._Has
     if media_type is not None and media_type not in _LAYER_MEDIA_TYPES:
         raise InvalidLayer(f"unsupported layer media type {media_type!r}")
     first = stream.read(_READ_CHUNK)
+    while 0 < len(first) < 4 and (more := stream.read(_READ_CHUNK)):  # a stream may give little at once
+        first += more
     kind = _sniff(first)
     if kind == "gzip":
         chunks = _gunzip(_read_chunks(stream, first))
@@ -274,7 +285,7 @@ class _Reader:
         self._buf = b""
         self._view = memoryview(b"")
         self._pos = 0
-        self.entry = ""  # the entry being read, for error messages
+        self.entry = b""  # the entry being read, for error messages
 
     def _refill(self) -> bool:
         for chunk in self._chunks:
@@ -286,7 +297,7 @@ class _Reader:
         return False
 
     def _truncated(self) -> InvalidLayer:
-        where = f" in entry {self.entry!r}" if self.entry else ""
+        where = f" in entry {_show(self.entry)!r}" if self.entry else ""
         return InvalidLayer(f"layer is truncated: the tar stream ends{where}")
 
     def header(self) -> bytes | None:
@@ -325,7 +336,7 @@ class _Reader:
         return b"".join(parts)
 
     def copy(self, fd: int, n: int) -> None:
-        """Write the next n bytes to fd (straight from the decompressor's buffers)."""
+        """Write the next n bytes to fd, straight from the decompressor's buffers."""
         write = os.write
         while n:
             pos = self._pos
@@ -342,15 +353,32 @@ class _Reader:
             self._pos = pos + take
             n -= take
 
+    def write_padded(self, fd: int, n: int) -> None:
+        """copy() then skip the padding to the next block: one call for a small file's data."""
+        pad = -n % _BLOCK
+        pos = self._pos
+        if pos + n + pad <= len(self._buf):
+            done = os.write(fd, self._view[pos:pos + n])
+            self._pos = pos + done
+            n -= done
+            if not n:
+                self._pos += pad
+                return
+        self.copy(fd, n)
+        self.skip(pad)
+
     def skip(self, n: int) -> None:
+        pos = self._pos + n
+        if pos <= len(self._buf):
+            self._pos = pos
+            return
+        n = pos - len(self._buf)
+        self._pos = len(self._buf)
         while n:
-            avail = len(self._buf) - self._pos
-            if not avail:
-                if not self._refill():
-                    raise self._truncated()
-                continue
-            take = avail if avail < n else n
-            self._pos += take
+            if not self._refill():
+                raise self._truncated()
+            take = min(n, len(self._buf))
+            self._pos = take
             n -= take
 
     def drain(self) -> None:
@@ -360,17 +388,38 @@ class _Reader:
             pass
 
 
+# name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic+version, uname, gname,
+# devmajor, devminor, prefix
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+
+
+def _show(name: bytes) -> str:
+    return name.decode("utf-8", "replace")
+
+
 def _num(field: bytes) -> int:
-    """A tar numeric field: octal text, or GNU base-256 when the high bit is set."""
+    """A tar numeric field: octal text (NUL/space padded), or GNU base-256 if the high bit is set."""
     if field[0] & 0x80:
         if field[0] == 0xFF:
             raise InvalidLayer("negative number in a tar header")
         return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
     text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise InvalidLayer(f"bad number {field!r} in a tar header") from None
+    if text.translate(None, b"01234567"):
+        raise InvalidLayer(f"bad number {field!r} in a tar header")
+    return int(text, 8) if text else 0
+
+
+def _checksum_ok(hdr: bytes, chk: int) -> bool:
+    """The header's byte sum, with its checksum field counted as spaces, against the field
+    (unsigned, or signed as some old tars wrote it).  adler32's low half is 1 + the byte sum
+    while that stays under 65521, which 256 bytes always do: two C calls instead of sum()."""
+    if chk < 0:
+        try:
+            chk = _num(hdr[148:156])
+        except InvalidLayer:
+            return False
+    total = (adler32(hdr[:256]) & 0xFFFF) + (adler32(hdr[256:]) & 0xFFFF) - 2 - sum(hdr[148:156]) + 256
+    return chk == total or chk == total - 256 * sum(1 for b in hdr if b > 127)
 
 
 def _cstr(field: bytes) -> bytes:
@@ -387,6 +436,16 @@ def _pax_time(value: bytes) -> int:
     except ValueError:
         raise InvalidLayer(f"bad PAX time {value!r}") from None
     return -ns if neg else ns
+
+
+def _pax_int(value: bytes, entry: bytes) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise InvalidLayer(f"layer entry {_show(entry)!r}: bad number {value!r} in a PAX header")
+    return n
 
 
 def _parse_pax(data: bytes, into: dict[bytes, bytes]) -> None:
@@ -413,21 +472,28 @@ def _parse_pax(data: bytes, into: dict[bytes, bytes]) -> None:
         pos = rec_end
 
 
-def _pax_int(value: bytes, entry: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise InvalidLayer(f"layer entry {entry!r}: bad number {value!r} in a PAX header")
-    return n
+def _pax_xattrs(meta: dict[bytes, bytes], entry: bytes) -> dict[bytes, bytes]:
+    """xattrs from SCHILY.xattr.* (GNU tar, Go) and LIBARCHIVE.xattr.* (bsdtar) records."""
+    xattrs = {}
+    for k, v in meta.items():
+        if k.startswith(b"SCHILY.xattr."):
+            name = k[13:]
+        elif k.startswith(b"LIBARCHIVE.xattr."):
+            import base64
+            from urllib.parse import unquote_to_bytes
 
-
-def _pct_decode(s: bytes) -> bytes:
-    """LIBARCHIVE.xattr names are %-encoded."""
-    from urllib.parse import unquote_to_bytes
-
-    return unquote_to_bytes(s)
+            name = unquote_to_bytes(k[17:])
+            try:
+                v = base64.b64decode(v + b"=" * (-len(v) % 4))
+            except ValueError:
+                raise InvalidLayer(f"layer entry {_show(entry)!r}: bad base64 in {_show(k)}") from None
+        elif k.startswith(b"GNU.sparse."):
+            raise InvalidLayer(f"layer entry {_show(entry)!r}: sparse files are not supported")
+        else:
+            continue
+        if _keep_xattr(name):
+            xattrs[name] = v
+    return xattrs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,8 +509,18 @@ def _keep_xattr(name: bytes) -> bool:
     return True
 
 
+def _clean(name: bytes, entry: bytes, what: str = "path") -> list[bytes]:
+    """Split a tar name into components; refuse absolute paths and `..`."""
+    if name.startswith(b"/"):
+        raise UnsafeLayer(f"layer entry {_show(entry)!r}: absolute {what} {_show(name)!r} is not allowed")
+    parts = [p for p in name.split(b"/") if p and p != b"."]
+    if b".." in parts:
+        raise UnsafeLayer(f"layer entry {_show(entry)!r}: {what} {_show(name)!r} contains '..'")
+    return parts
+
+
 class _Applier:
-    """Creates the entries of one layer under dest; every path is resolved by `_dir`."""
+    """Creates the entries of one layer under dest; every parent is reached through `_dir`."""
 
     def __init__(self, dest: str) -> None:
         self.root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -457,13 +533,14 @@ class _Applier:
         self.reap()
         for fd in self.dirs.values():
             os.close(fd)
-        self.dirs = {}
+        self.dirs.clear()
 
     def _forget_dirs(self) -> None:
         """A directory was removed: cached fds may now name a dead directory.  They are closed
         later, by `reap`, as the current entry may still be using its parent's."""
         self.dead.extend(fd for key, fd in self.dirs.items() if key)
-        self.dirs = {b"": self.root_fd}
+        self.dirs.clear()  # in place: _extract holds a reference
+        self.dirs[b""] = self.root_fd
 
     def reap(self) -> None:
         """Between entries: close forgotten fds and keep the cache of open dirs bounded."""
@@ -476,7 +553,7 @@ class _Applier:
 
     # -- resolving ------------------------------------------------------------------------------
 
-    def _dir(self, parts: list[bytes], entry: str) -> tuple[int, bytes]:
+    def _dir(self, parts: list[bytes], entry: bytes) -> tuple[int, bytes]:
         """The fd and real path of directory `parts` under dest, created if missing.
 
         Symlinks on the way are followed by hand and only while they stay inside dest (absolute
@@ -501,7 +578,7 @@ class _Applier:
                 continue
             if c == b"..":
                 if not real:
-                    raise UnsafeLayer(f"layer entry {entry!r} resolves outside the layer through a symlink")
+                    raise UnsafeLayer(f"layer entry {_show(entry)!r} resolves outside the layer through a symlink")
                 real.pop()
                 fd = self._dir(list(real), entry)[0]
                 continue
@@ -517,18 +594,16 @@ class _Applier:
                 except OSError as e:
                     if e.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise
-                    st = os.lstat(c, dir_fd=fd)
-                    if not stat.S_ISLNK(st.st_mode):
-                        raise InvalidLayer(
-                            f"layer entry {entry!r}: {k.decode(errors='replace')!r} is not a directory") from None
+                    if not stat.S_ISLNK(os.lstat(c, dir_fd=fd).st_mode):
+                        raise InvalidLayer(f"layer entry {_show(entry)!r}: {_show(k)!r} is not a directory") from None
                     links += 1
                     if links > _MAX_SYMLINKS:
-                        raise InvalidLayer(f"layer entry {entry!r}: too many levels of symbolic links") from None
+                        raise InvalidLayer(f"layer entry {_show(entry)!r}: too many levels of symbolic links") from None
                     target = os.readlink(c, dir_fd=fd)
                     if target.startswith(b"/"):
                         raise UnsafeLayer(
-                            f"layer entry {entry!r} goes through symlink {k.decode(errors='replace')!r} -> "
-                            f"{target.decode(errors='replace')!r}, an absolute path outside the layer") from None
+                            f"layer entry {_show(entry)!r} goes through symlink {_show(k)!r} -> {_show(target)!r}, "
+                            "an absolute path outside the layer") from None
                     real.pop()
                     pending.extend(reversed(target.split(b"/")))
                     continue
@@ -556,10 +631,11 @@ class _Applier:
         self.dirs[key] = fd
         return fd
 
-    # -- making room ---------------------------------------------------------------------------
+    # -- entries -------------------------------------------------------------------------------
 
-    def _remove(self, pfd: int, name: bytes) -> None:
-        """Clear the way for a new entry: a later entry replaces an earlier one of the same name."""
+    def remove(self, pfd: int, name: bytes) -> None:
+        """Clear the way for a new entry: a later entry replaces an earlier one of the same name
+        (only a directory over a directory merges, as in docker)."""
         try:
             os.unlink(name, dir_fd=pfd)
         except FileNotFoundError:
@@ -570,60 +646,28 @@ class _Applier:
             shutil.rmtree(name, dir_fd=pfd)
             self._forget_dirs()
 
-    def _create(self, make: Callable[[], object], pfd: int, name: bytes) -> object:
+    def _create(self, make: Callable[[], object], pfd: int, name: bytes) -> None:
         try:
-            return make()
+            make()
         except FileExistsError:
-            self._remove(pfd, name)
-            return make()
+            self.remove(pfd, name)
+            make()
 
-    # -- metadata ------------------------------------------------------------------------------
-
-    def _xattrs_fd(self, fd: int, xattrs: dict[bytes, bytes], entry: str) -> None:
+    def xattrs(self, fd_or_path: int | bytes, xattrs: dict[bytes, bytes], entry: bytes) -> None:
+        """On an fd, or on /proc/self/fd/<dir>/<name> for symlinks and devices (never followed)."""
         for k, v in xattrs.items():
             try:
-                os.setxattr(fd, k, v)
-            except OSError as e:
-                if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP) and k != b"security.capability":
-                    continue
-                raise LayerError(f"layer entry {entry!r}: cannot set xattr {k.decode(errors='replace')}: "
-                                 f"{e.strerror}") from None
-
-    def _xattrs_at(self, pfd: int, name: bytes, xattrs: dict[bytes, bytes], entry: str) -> None:
-        """xattrs on a symlink or device: by /proc/self/fd/<dir>/<name>, which never follows."""
-        path = b"/proc/self/fd/%d/%s" % (pfd, name)
-        for k, v in xattrs.items():
-            try:
-                os.setxattr(path, k, v, follow_symlinks=False)
+                if isinstance(fd_or_path, int):
+                    os.setxattr(fd_or_path, k, v)
+                else:
+                    os.setxattr(fd_or_path, k, v, follow_symlinks=False)
             except OSError as e:
                 if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM) and k != b"security.capability":
-                    continue  # user.* cannot live on symlinks and devices
-                raise LayerError(f"layer entry {entry!r}: cannot set xattr {k.decode(errors='replace')}: "
-                                 f"{e.strerror}") from None
-
-    # -- entries -------------------------------------------------------------------------------
-
-    def file(self, pfd: int, name: bytes, src: _Reader, size: int, mode: int, uid: int, gid: int,
-             times: tuple[int, int], xattrs: dict[bytes, bytes], entry: str) -> None:
-        try:
-            fd = os.open(name, _O_NEWFILE, 0o600, dir_fd=pfd)
-        except FileExistsError:
-            self._remove(pfd, name)
-            fd = os.open(name, _O_NEWFILE, 0o600, dir_fd=pfd)
-        try:
-            if size:
-                src.copy(fd, size)
-            # Order matters: chown clears setuid bits and file capabilities, and so does a write.
-            os.fchown(fd, uid, gid)  # always: a setgid parent dir gives new files its group
-            os.fchmod(fd, mode)
-            if xattrs:
-                self._xattrs_fd(fd, xattrs, entry)
-            os.utime(fd, ns=times)
-        finally:
-            os.close(fd)
+                    continue  # a filesystem without user xattrs; user.* on a symlink or device
+                raise LayerError(f"layer entry {_show(entry)!r}: cannot set xattr {_show(k)}: {e.strerror}") from None
 
     def directory(self, pfd: int, pkey: bytes, name: bytes, mode: int, uid: int, gid: int,
-                  times: tuple[int, int], xattrs: dict[bytes, bytes], entry: str) -> None:
+                  times: tuple[int, int], xattrs: dict[bytes, bytes], entry: bytes) -> None:
         key = pkey + b"/" + name if pkey else name
         fd = self.dirs.get(key)
         if fd is None:
@@ -631,58 +675,43 @@ class _Applier:
                 os.mkdir(name, 0o700, dir_fd=pfd)
             except FileExistsError:
                 if not stat.S_ISDIR(os.lstat(name, dir_fd=pfd).st_mode):
-                    self._remove(pfd, name)
+                    self.remove(pfd, name)
                     os.mkdir(name, 0o700, dir_fd=pfd)
             fd = os.open(name, _O_DIR, dir_fd=pfd)
             self.dirs[key] = fd
         os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
         if xattrs:
-            self._xattrs_fd(fd, xattrs, entry)
-        self.dir_times.append((key, *times))
+            self.xattrs(fd, xattrs, entry)
+        self.dir_times.append((key, *times))  # set last: creating its contents changes it
 
-    def special(self, pfd: int, name: bytes, kind: int, mode: int, rdev: int, uid: int, gid: int,
-                times: tuple[int, int], xattrs: dict[bytes, bytes], entry: str) -> None:
-        """Symlinks are made by `symlink`; this is devices and fifos (and whiteout devices)."""
-        self._create(lambda: os.mknod(name, kind | 0o600, rdev, dir_fd=pfd), pfd, name)
-        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
-        os.chmod(name, mode, dir_fd=pfd, follow_symlinks=False)
+    def node(self, pfd: int, name: bytes, make: Callable[[], object], mode: int | None, uid: int, gid: int,
+             times: tuple[int, int], xattrs: dict[bytes, bytes], entry: bytes) -> None:
+        """Symlinks, devices, fifos and whiteouts: everything set by name, never following it."""
+        self._create(make, pfd, name)
+        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)  # always: setgid dirs
+        if mode is not None:
+            os.chmod(name, mode, dir_fd=pfd, follow_symlinks=False)
         if xattrs:
-            self._xattrs_at(pfd, name, xattrs, entry)
+            self.xattrs(b"/proc/self/fd/%d/%s" % (pfd, name), xattrs, entry)
         os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
 
-    def symlink(self, pfd: int, name: bytes, target: bytes, uid: int, gid: int, times: tuple[int, int],
-                xattrs: dict[bytes, bytes], entry: str) -> None:
-        self._create(lambda: os.symlink(target, name, dir_fd=pfd), pfd, name)
-        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
-        if xattrs:
-            self._xattrs_at(pfd, name, xattrs, entry)
-        os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
-
-    def hardlink(self, pfd: int, name: bytes, target: bytes, entry: str) -> None:
+    def hardlink(self, pfd: int, name: bytes, target: bytes, entry: bytes) -> None:
         tparts = _clean(target, entry, "hard link target")
         if not tparts:
-            raise InvalidLayer(f"layer entry {entry!r}: hard link to the layer's root directory")
-        tfd, _ = self._dir(tparts[:-1], entry)
+            raise InvalidLayer(f"layer entry {_show(entry)!r}: hard link to the layer's root directory")
+        tfd = self._dir(tparts[:-1], entry)[0]
         tname = tparts[-1]
-
-        def link() -> None:
-            os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
-
         try:
-            self._create(link, pfd, name)
+            self._create(lambda: os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False),
+                         pfd, name)
         except FileNotFoundError:
-            raise InvalidLayer(f"layer entry {entry!r}: hard link target {target.decode(errors='replace')!r} "
-                               "is not in the layer (before this entry)") from None
+            raise InvalidLayer(f"layer entry {_show(entry)!r}: hard link target {_show(target)!r} is not "
+                               "in the layer (before this entry)") from None
         except PermissionError:
-            raise InvalidLayer(f"layer entry {entry!r}: hard link to a directory "
-                               f"{target.decode(errors='replace')!r}") from None
-
-    def opaque(self, pfd: int) -> None:
-        os.setxattr(pfd, OPAQUE_XATTR, b"y")
+            raise InvalidLayer(f"layer entry {_show(entry)!r}: hard link to directory {_show(target)!r}") from None
 
     def finish(self) -> None:
-        """Directory mtimes last: creating their contents changed them."""
         for key, atime, mtime in self.dir_times:
             self.reap()
             fd = self._existing_dir(key)
@@ -690,44 +719,85 @@ class _Applier:
                 os.utime(fd, ns=(atime, mtime))
 
 
-def _clean(name: bytes, entry: str, what: str = "path") -> list[bytes]:
-    """Split a tar name into components; refuse absolute paths and `..`."""
-    if name.startswith(b"/"):
-        raise UnsafeLayer(f"layer entry {entry!r}: absolute {what} {name.decode(errors='replace')!r} is not allowed")
-    parts = [p for p in name.split(b"/") if p and p != b"."]
-    if b".." in parts:
-        raise UnsafeLayer(f"layer entry {entry!r}: {what} {name.decode(errors='replace')!r} contains '..'")
-    return parts
+def _background(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """Run a chunk producer (read, decompress, hash) in a thread, so that it overlaps with
+    extraction: zlib, zstd, hashlib and os.write all release the GIL.  Closing this generator
+    stops and joins the thread, so no thread outlives apply_layer (callers may fork after)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+            put(end)
+        except BaseException as e:  # handed to the consumer, raised there
+            put(_Failed(e))
+        finally:
+            chunks.close()  # type: ignore[attr-defined]
+
+    t = threading.Thread(target=run, name="budu-layer-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
-_REGULAR = (b"0", b"\0", b"7")
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 def apply_layer(stream: BinaryIO, dest: str, media_type: str | None = None,
                 expected_diff_id: str | None = None) -> ApplyResult:
-    """Extract the layer read from `stream` into the existing directory `dest`.
+    """Extract the layer read from `stream` into the existing, empty directory `dest`.
 
-    Gzip, zstd or plain tar, by magic bytes.  Returns the diff id (sha256 of the uncompressed tar)
-    and the tar's size; with `expected_diff_id`, a different diff id raises DigestMismatch.
-    On any error, `dest` holds a partial layer and must be removed by the caller.
+    Gzip, zstd or plain tar, told apart by magic bytes.  Returns the diff id (sha256 of the
+    uncompressed tar) and the tar's size; with `expected_diff_id`, another diff id raises
+    DigestMismatch (after extraction: the whole stream must be read to know it).
+    On any error `dest` holds a partial layer: the caller removes it.
     """
-    from budu.images.content import DigestMismatch
-
     hasher = hashlib.sha256()
     counter = [0]
     try:
-        src = _Reader(_uncompressed(stream, media_type, hasher, counter))
         ap = _Applier(dest)
     except OSError as e:
-        raise LayerError(f"cannot apply layer into {dest}: {e.strerror}") from None
+        raise LayerError(f"cannot apply a layer into {dest}: {e.strerror}") from None
+    chunks = _background(_uncompressed(stream, media_type, hasher, counter))
+    src = _Reader(chunks)
     try:
         _extract(src, ap)
         ap.finish()
         src.drain()
     except OSError as e:
-        where = f" (entry {src.entry!r})" if src.entry else ""
-        raise LayerError(f"applying layer into {dest}{where}: {e.strerror or e}") from None
+        where = f" (entry {_show(src.entry)!r})" if src.entry else ""
+        raise LayerError(f"applying a layer into {dest}{where}: {e.strerror or e}") from None
+    except (ValueError, OverflowError) as e:  # a number no kernel call takes (a device major...)
+        raise InvalidLayer(f"layer entry {_show(src.entry)!r}: {e}") from None
     finally:
+        chunks.close()
         ap.close()
     diff_id = "sha256:" + hasher.hexdigest()
     if expected_diff_id is not None and diff_id != expected_diff_id:
@@ -735,27 +805,42 @@ def apply_layer(stream: BinaryIO, dest: str, media_type: str | None = None,
     return ApplyResult(diff_id, counter[0])
 
 
+_REGULAR = (b"0", b"\0", b"7")
+_NUL_TO_SPACE = bytes.maketrans(b"\0", b" ")
+_NO_XATTRS: dict[bytes, bytes] = {}
+
+
 def _extract(src: _Reader, ap: _Applier) -> None:
+    """The tar loop.  Written for speed: one struct unpack per header, no per-entry objects."""
     global_pax: dict[bytes, bytes] = {}
     pax: dict[bytes, bytes] = {}
     long_name = long_link = None
-    header = src.header
+    unpack = _HEADER.unpack
+    header, write_padded, skip = src.header, src.write_padded, src.skip
+    ap_dir, reap, dirs = ap._dir, ap.reap, ap.dirs
+    o_open, o_close, fchown, fchmod, utime = os.open, os.close, os.fchown, os.fchmod, os.utime
     while True:
         hdr = header()
-        if hdr is None:
-            break  # no end-of-archive blocks: accepted, as Go's and GNU tar do
-        if hdr == _ZERO_BLOCK:
-            break
-        chksum = _num(hdr[148:156])
-        total = sum(hdr) - sum(hdr[148:156]) + 256
-        if chksum != total and chksum != total - 256 * sum(1 for b in hdr if b > 127):  # signed sum
-            raise InvalidLayer("layer is not a valid tar: bad header checksum"
-                               + (f" after entry {src.entry!r}" if src.entry else " at the start"))
-        typeflag = hdr[156:157]
-        size = _num(hdr[124:136])
-        if typeflag in b"xgLK" and typeflag:
+        if hdr is None or hdr == _ZERO_BLOCK:
+            break  # a missing end-of-archive marker is accepted, as by Go and GNU tar
+        (name, f_mode, f_uid, f_gid, f_size, f_mtime, _, typeflag, linkname, magic, _, _,
+         major, minor, prefix) = unpack(hdr)
+        try:  # the usual octal fields in one go; NULs become spaces, which int() ignores
+            nums = hdr[100:156].translate(_NUL_TO_SPACE)
+            if nums.translate(None, b"01234567 "):  # int() would take signs and underscores
+                raise ValueError
+            mode, uid, gid = int(nums[0:8], 8), int(nums[8:16], 8), int(nums[16:24], 8)
+            size, mtime, chk = int(nums[24:36], 8), int(nums[36:48], 8), int(nums[48:56], 8)
+        except ValueError:  # base-256, empty fields, text after a NUL, or no tar at all
+            chk = -1
+        if not _checksum_ok(hdr, chk):
+            where = f" after entry {_show(src.entry)!r}" if src.entry else " at its start"
+            raise InvalidLayer(f"layer is not a valid tar: bad header checksum{where}")
+        if chk < 0:
+            mode, uid, gid, size, mtime = map(_num, (f_mode, f_uid, f_gid, f_size, f_mtime))
+        if typeflag in b"xgLK":
             data = src.read(size)
-            src.skip(-size % _BLOCK)
+            skip(-size % _BLOCK)
             if typeflag == b"x":
                 _parse_pax(data, pax)
             elif typeflag == b"g":
@@ -766,110 +851,101 @@ def _extract(src: _Reader, ap: _Applier) -> None:
                 long_link = _cstr(data)
             continue
 
-        meta = {**global_pax, **pax} if global_pax else pax
         if long_name is not None:
-            name = long_name
-        elif b"path" in meta:
-            name = meta[b"path"]
+            name, long_name = long_name, None
+        elif pax and b"path" in pax:
+            name = pax[b"path"]
         else:
-            name = _cstr(hdr[0:100])
-            if hdr[257:263] == b"ustar\0":
-                prefix = _cstr(hdr[345:500])
-                if prefix:
-                    name = prefix + b"/" + name
-        if long_link is not None:
-            linkname = long_link
-        elif b"linkpath" in meta:
-            linkname = meta[b"linkpath"]
-        else:
-            linkname = _cstr(hdr[157:257])
-        entry = name.decode("utf-8", "replace")
-        src.entry = entry
-        mode = _num(hdr[100:108]) & 0o7777
-        if meta:
-            if b"size" in meta:
-                size = _pax_int(meta[b"size"], entry)
-            uid = _pax_int(meta[b"uid"], entry) if b"uid" in meta else _num(hdr[108:116])
-            gid = _pax_int(meta[b"gid"], entry) if b"gid" in meta else _num(hdr[116:124])
-            mtime = _pax_time(meta[b"mtime"]) if b"mtime" in meta else _num(hdr[136:148]) * 1_000_000_000
-            atime = _pax_time(meta[b"atime"]) if b"atime" in meta else mtime
-            xattrs = {}
-            for k, v in meta.items():
-                if k.startswith(b"SCHILY.xattr."):
-                    xname = k[13:]
-                elif k.startswith(b"LIBARCHIVE.xattr."):
-                    import base64
-
-                    xname = _pct_decode(k[17:])
-                    try:
-                        v = base64.b64decode(v + b"=" * (-len(v) % 4))
-                    except ValueError:
-                        raise InvalidLayer(f"layer entry {entry!r}: bad base64 in {k.decode(errors='replace')}") from None
-                elif k.startswith(b"GNU.sparse."):
-                    raise InvalidLayer(f"layer entry {entry!r}: sparse files are not supported")
-                else:
-                    continue
-                if _keep_xattr(xname):
-                    xattrs[xname] = v
+            name = _cstr(name)
+            if magic == b"ustar\x0000" and prefix[0]:
+                name = _cstr(prefix) + b"/" + name
+        src.entry = name
+        mode &= 0o7777
+        if pax or global_pax:
+            meta = {**global_pax, **pax}
             pax = {}
+            if b"size" in meta:
+                size = _pax_int(meta[b"size"], name)
+            if b"uid" in meta:
+                uid = _pax_int(meta[b"uid"], name)
+            if b"gid" in meta:
+                gid = _pax_int(meta[b"gid"], name)
+            mtime = _pax_time(meta[b"mtime"]) if b"mtime" in meta else mtime * 1_000_000_000
+            times = (_pax_time(meta[b"atime"]) if b"atime" in meta else mtime, mtime)
+            xattrs = _pax_xattrs(meta, name)
+            if b"linkpath" in meta:
+                linkname = meta[b"linkpath"]
         else:
-            uid = _num(hdr[108:116])
-            gid = _num(hdr[116:124])
-            mtime = atime = _num(hdr[136:148]) * 1_000_000_000
-            xattrs = {}
-        long_name = long_link = None
-        times = (atime, mtime)
-
+            mtime *= 1_000_000_000
+            times = (mtime, mtime)
+            xattrs = _NO_XATTRS
+        if long_link is not None:
+            linkname, long_link = long_link, None
+        elif typeflag in b"12":
+            linkname = _cstr(linkname)
         if typeflag == b"\0" and name.endswith(b"/"):
             typeflag = b"5"  # pre-POSIX tar: a trailing '/' made a directory
-        parts = _clean(name, entry)
-        if not parts:  # './' itself: dest is made by the snapshotter, as containerd ignores it
-            src.skip(size + (-size % _BLOCK))
-            continue
-        base = parts[-1]
-        ap.reap()
-        pfd, pkey = ap._dir(parts[:-1], entry)
 
+        parts = name.split(b"/")
+        if b"" in parts or b"." in parts or b".." in parts:  # ./x, a/, //, and what _clean refuses
+            parts = _clean(name, name)
+            if not parts:  # './': dest itself, made by the snapshotter (containerd ignores it too)
+                skip(size + (-size % _BLOCK))
+                continue
+        base = parts.pop()
+        if ap.dead or len(dirs) > _MAX_DIR_FDS:
+            reap()
+        pkey = b"/".join(parts)
+        pfd = dirs.get(pkey)
+        if pfd is None:
+            pfd, pkey = ap_dir(parts, name)
+
+        if typeflag in _REGULAR and not base.startswith(WHITEOUT_PREFIX):
+            try:
+                fd = o_open(base, _O_NEWFILE, 0o600, dir_fd=pfd)
+            except FileExistsError:
+                ap.remove(pfd, base)
+                fd = o_open(base, _O_NEWFILE, 0o600, dir_fd=pfd)
+            try:
+                if size:
+                    write_padded(fd, size)
+                # In this order: a write or a chown clears setuid bits and file capabilities.
+                fchown(fd, uid, gid)  # always: a setgid parent would give the file its group
+                fchmod(fd, mode)
+                if xattrs:
+                    ap.xattrs(fd, xattrs, name)
+                utime(fd, ns=times)
+            finally:
+                o_close(fd)
+            continue
+
+        if typeflag in _REGULAR:  # a whiteout's data, if any; other types are header-only (as in Go)
+            skip(size + (-size % _BLOCK))
         if base.startswith(WHITEOUT_PREFIX):
-            src.skip(size + (-size % _BLOCK))
             if base == WHITEOUT_OPAQUE:
-                ap.opaque(pfd)
-            elif base.startswith(WHITEOUT_META_PREFIX):
-                pass  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): meaningless here, as in docker
-            else:
+                os.setxattr(pfd, OPAQUE_XATTR, b"y")
+            elif not base.startswith(WHITEOUT_META_PREFIX):  # else aufs bookkeeping: ignored, as by docker
                 hidden = base[len(WHITEOUT_PREFIX):]
                 if hidden in (b".", b".."):
-                    raise UnsafeLayer(f"layer entry {entry!r}: whiteout of {hidden.decode()!r}")
-                ap.special(pfd, hidden, stat.S_IFCHR, 0, 0, uid, gid, times, {}, entry)
-            continue
-
-        if typeflag in _REGULAR:
-            ap.file(pfd, base, src, size, mode, uid, gid, times, xattrs, entry)
-            src.skip(-size % _BLOCK)
-            continue
-        if size and typeflag != b"1":  # some writers give hard links a size; nothing else has data
-            src.skip(size + (-size % _BLOCK))
-        if typeflag == b"5":
-            ap.directory(pfd, pkey, base, mode, uid, gid, times, xattrs, entry)
+                    raise UnsafeLayer(f"layer entry {_show(name)!r}: a whiteout of {_show(hidden)!r}")
+                ap.node(pfd, hidden, lambda: os.mknod(hidden, stat.S_IFCHR | 0o600, 0, dir_fd=pfd), 0,
+                        uid, gid, times, {}, name)
+        elif typeflag == b"5":
+            ap.directory(pfd, pkey, base, mode, uid, gid, times, xattrs, name)
         elif typeflag == b"2":
-            ap.symlink(pfd, base, linkname, uid, gid, times, xattrs, entry)
+            ap.node(pfd, base, lambda: os.symlink(linkname, base, dir_fd=pfd), None, uid, gid, times, xattrs, name)
         elif typeflag == b"1":
-            if size:
-                src.skip(size + (-size % _BLOCK))
-            ap.hardlink(pfd, base, linkname, entry)
-        elif typeflag in (b"3", b"4"):
-            rdev = os.makedev(_num(hdr[329:337]), _num(hdr[337:345]))
-            kind = stat.S_IFCHR if typeflag == b"3" else stat.S_IFBLK
-            ap.special(pfd, base, kind, mode, rdev, uid, gid, times, xattrs, entry)
-        elif typeflag == b"6":
-            ap.special(pfd, base, stat.S_IFIFO, mode, 0, uid, gid, times, xattrs, entry)
+            ap.hardlink(pfd, base, linkname, name)
+        elif typeflag in (b"3", b"4", b"6"):
+            kind = {b"3": stat.S_IFCHR, b"4": stat.S_IFBLK, b"6": stat.S_IFIFO}[typeflag]
+            rdev = os.makedev(_num(major), _num(minor)) if kind != stat.S_IFIFO else 0
+            ap.node(pfd, base, lambda: os.mknod(base, kind | 0o600, rdev, dir_fd=pfd), mode, uid, gid, times,
+                    xattrs, name)
         elif typeflag == b"S":
-            raise InvalidLayer(f"layer entry {entry!r}: sparse files are not supported")
-        elif typeflag == b"V":
-            pass  # a volume label: no file
-        else:
-            raise InvalidLayer(f"layer entry {entry!r}: unsupported tar entry type {typeflag!r}")
-    src.entry = ""
+            raise InvalidLayer(f"layer entry {_show(name)!r}: sparse files are not supported")
+        elif typeflag != b"V":  # a volume label is no file
+            raise InvalidLayer(f"layer entry {_show(name)!r}: unsupported tar entry type {typeflag!r}")
+    src.entry = b""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -885,12 +961,14 @@ class _Out:
         self.diff = hashlib.sha256()
         self.blob = hashlib.sha256()
         self.size = 0
+        self.comp: _ParallelGzip | None | object
         if compress == "gzip":
-            self.comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # header: mtime 0, no name
+            self.comp = _ParallelGzip(GZIP_LEVEL)
         elif compress == "zstd":
             import zstandard
 
-            self.comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
+            # Multi-threaded zstd gives the same bytes whatever the number of threads (>= 1).
+            self.comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1).compressobj()
         elif compress == "none":
             self.comp = None
         else:
@@ -926,9 +1004,80 @@ class _Out:
         if self.comp is not None:
             self._emit(self.comp.flush())
 
+    def abort(self) -> None:
+        if isinstance(self.comp, _ParallelGzip):
+            self.comp.abort()
 
-def _octal(n: int, width: int) -> bytes:
-    return b"%0*o\0" % (width - 1, n)
+
+def _incompressible(data: bytes) -> bool:
+    """Four 16 KiB samples that deflate does not shrink: compressed or random content (archives,
+    images, jars), which deflate is slowest at and can only store anyway."""
+    n = len(data)
+    if n < 256 << 10:
+        return False
+    for i in range(4):
+        sample = data[i * (n - 16384) // 3:][:16384]
+        if len(zlib.compress(sample, 1)) < 16000:
+            return False
+    return True
+
+
+def _deflate_block(data: bytes, primer: bytes, level: int) -> bytes:
+    if _incompressible(data):
+        level, primer = 0, b""  # stored blocks: a copy instead of a search
+    c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, primer) if primer else \
+        zlib.compressobj(level, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+
+
+class _ParallelGzip:
+    """gzip on every core, the way pigz does it: each block of the tar is deflated on its own
+    thread, primed with the 32 KiB before it and ended on a byte boundary (Z_SYNC_FLUSH), and the
+    pieces are joined in order into one deflate stream under one gzip header and CRC.
+
+    Block boundaries come from the tar alone, so the output does not depend on the number of
+    threads: the same tree gives the same blob (and digest) on any host with the same zlib.
+    zlib releases the GIL while it deflates, so the threads really run in parallel."""
+
+    HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"  # deflate, no name, mtime 0, unix
+
+    def __init__(self, level: int) -> None:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.level = level
+        self.workers = min(8, os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="budu-gzip")
+        self.pending: deque = deque()
+        self.crc = 0
+        self.isize = 0
+        self.primer = b""
+        self.started = False
+
+    def compress(self, data: bytes) -> bytes:
+        self.crc = zlib.crc32(data, self.crc)
+        self.isize += len(data)
+        self.pending.append(self.pool.submit(_deflate_block, data, self.primer, self.level))
+        self.primer = data[-32768:]
+        out = [] if self.started else [self.HEADER]
+        self.started = True
+        while len(self.pending) > 2 * self.workers or (self.pending and self.pending[0].done()):
+            out.append(self.pending.popleft().result())
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        out = [] if self.started else [self.HEADER]
+        out += [f.result() for f in self.pending]
+        self.pending.clear()
+        self.pool.shutdown()
+        out.append(zlib.compressobj(self.level, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))  # the final block
+        out.append(struct.pack("<II", self.crc & 0xFFFFFFFF, self.isize & 0xFFFFFFFF))
+        return b"".join(out)
+
+    def abort(self) -> None:
+        for f in self.pending:
+            f.cancel()
+        self.pool.shutdown()
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:
@@ -972,22 +1121,13 @@ def _header(name: bytes, typeflag: bytes, mode: int = 0, uid: int = 0, gid: int 
 
 def _ustar(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
            linkname: bytes, major: int, minor: int) -> bytes:
-    h = bytearray(_BLOCK)
-    h[0:len(name)] = name
-    h[100:108] = _octal(mode, 8)
-    h[108:116] = _octal(uid, 8)
-    h[116:124] = _octal(gid, 8)
-    h[124:136] = _octal(size, 12)
-    h[136:148] = _octal(mtime, 12)
-    h[148:156] = b" " * 8
-    h[156:157] = typeflag
-    h[157:157 + len(linkname)] = linkname
-    h[257:265] = b"ustar\x0000"
-    if typeflag in (b"3", b"4"):
-        h[329:337] = _octal(major, 8)
-        h[337:345] = _octal(minor, 8)
-    h[148:156] = b"%06o\0 " % sum(h)
-    return bytes(h)
+    """One ustar block; numbers that do not fit were moved to PAX records by `_header`."""
+    dev = typeflag in (b"3", b"4")
+    h = _HEADER.pack(name, b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid, b"%011o\0" % size,
+                     b"%011o\0" % mtime, b"        ", typeflag, linkname, b"ustar\x0000", b"", b"",
+                     b"%07o\0" % major if dev else b"", b"%07o\0" % minor if dev else b"", b"")
+    chk = (adler32(h[:256]) & 0xFFFF) + (adler32(h[256:]) & 0xFFFF) - 2  # the byte sum, see _checksum_ok
+    return h[:148] + b"%06o\0 " % chk + h[156:]
 
 
 def _list_xattrs(path: bytes, what: bytes) -> tuple[dict[bytes, bytes], bool]:
@@ -1010,7 +1150,7 @@ def _list_xattrs(path: bytes, what: bytes) -> tuple[dict[bytes, bytes], bool]:
         if n in ("trusted.overlay.redirect", "trusted.overlay.metacopy"):
             raise LayerError(f"overlay upper entry {what.decode(errors='replace')!r} has {n}: mount the "
                              "overlay without redirect_dir/metacopy to diff it")
-        nb = n.encode()
+        nb = os.fsencode(n)
         if not _keep_xattr(nb):
             continue
         try:
@@ -1031,14 +1171,19 @@ def diff_overlay(upper: str, out: BinaryIO, compress: str = "gzip") -> DiffResul
     w = _Out(out, compress)
     links: dict[tuple[int, int], bytes] = {}
     root = os.fsencode(upper)
+    done = False
     try:
         os.stat(root)
         _diff_dir(root, b"", w, links)
         w.write(bytes(2 * _BLOCK))
         w.close()
+        done = True
     except OSError as e:
         raise LayerError(f"diffing {upper}: {e.strerror or e}"
                          + (f" ({os.fsdecode(e.filename)})" if e.filename else "")) from None
+    finally:
+        if not done:
+            w.abort()
     return DiffResult("sha256:" + w.diff.hexdigest(), "sha256:" + w.blob.hexdigest(), w.size,
                       _COMPRESS_MEDIA_TYPE[compress])
 
@@ -1088,17 +1233,29 @@ def _diff_dir(path: bytes, rel: bytes, w: _Out, links: dict[tuple[int, int], byt
 def _diff_file(full: bytes, name: bytes, st: os.stat_result, perm: int, mtime: int,
                xattrs: dict[bytes, bytes], w: _Out) -> None:
     size = st.st_size
-    w.write(_header(name, b"0", perm, st.st_uid, st.st_gid, size, mtime, xattrs=xattrs))
+    header = _header(name, b"0", perm, st.st_uid, st.st_gid, size, mtime, xattrs=xattrs)
     fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
+        if size <= _SMALL_FILE:  # header, data and padding in one piece
+            data = os.read(fd, size)
+            while len(data) < size and (more := os.read(fd, size - len(data))):
+                data += more
+            _check_size(name, size, len(data))
+            w.write(header + data + bytes(-size % _BLOCK))
+            return
+        w.write(header)
         left = size
         while left:
             chunk = os.read(fd, min(left, _READ_CHUNK))
-            if not chunk:
-                raise LayerError(f"overlay upper file {name.decode(errors='replace')!r} shrank while it was "
-                                 "being diffed (is the container still running?)")
+            _check_size(name, 1, len(chunk))
             w.write(chunk)
             left -= len(chunk)
+        w.write(bytes(-size % _BLOCK))
     finally:
         os.close(fd)
-    w.write(bytes(-size % _BLOCK))
+
+
+def _check_size(name: bytes, want: int, got: int) -> None:
+    if got < want:
+        raise LayerError(f"overlay upper file {_show(name)!r} shrank while it was being diffed "
+                         "(is the container still running?)")
