@@ -19,13 +19,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "push": ("budu.cli.registry", "cmd_push", "Upload an image to a registry"),
     "login": ("budu.cli.registry", "cmd_login", "Log in to a registry"),
     "logout": ("budu.cli.registry", "cmd_logout", "Log out from a registry"),
+    "save": ("budu.cli.archive", "cmd_save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+    "load": ("budu.cli.archive", "cmd_load", "Load an image from a tar archive or STDIN"),
+    "import": ("budu.cli.archive", "cmd_import", "Import the contents from a tarball to create a filesystem image"),
 }
 # `budu image SUB`: docker's management-command spelling of the same
 IMAGE_COMMANDS: dict[str, tuple[str, str, str]] = {
     "ls": COMMANDS["images"], "list": COMMANDS["images"], "pull": COMMANDS["pull"], "rm": COMMANDS["rmi"],
     "tag": COMMANDS["tag"], "inspect": ("budu.cli.images", "cmd_inspect", "Display detailed information on images"),
     "prune": ("budu.cli.images", "cmd_prune", "Remove unused images"), "history": COMMANDS["history"],
-    "push": COMMANDS["push"],
+    "push": COMMANDS["push"], "save": COMMANDS["save"], "load": COMMANDS["load"], "import": COMMANDS["import"],
+    "bootstrap": ("budu.cli.archive", "cmd_bootstrap", "Make a base image on this host (busybox, debian)"),
 }
 SYSTEM_COMMANDS: dict[str, tuple[str, str, str]] = {
     "df": ("budu.cli.images", "cmd_system_df", "Show budu disk usage"),

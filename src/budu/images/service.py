@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform as _platform
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -112,7 +113,8 @@ class Images:
         ref = reference.parse(name)
         want = platform or host_platform()
         report = progress or (lambda *a: None)
-        with Registry(ref.domain, credentials=credentials, insecure=insecure) as reg:
+        # blob renames become durable together, before the image record that refers to them
+        with Registry(ref.domain, credentials=credentials, insecure=insecure) as reg, self.content.deferred_sync():
             top = reg.get_manifest(ref.path, ref.digest or ref.tag or "latest")
             self.content.put(top.data, top.digest)
             blobs = [top.digest]
@@ -151,30 +153,47 @@ class Images:
         report("done", image.id, 0, 0)
         return image
 
-    def _fetch(self, reg, name: str, desc: dict, report: Progress) -> None:  # noqa: ANN001
-        """Download one blob into the content store, resuming what an earlier pull left."""
+    def _fetch(self, reg, name: str, desc: dict, report: Progress, tail: _Tail | None = None) -> None:  # noqa: ANN001
+        """Download one blob into the content store, resuming what an earlier pull left.
+
+        With `tail`, a reader may unpack the blob while it arrives: it is told where the data is
+        and when more has come; the blob still only becomes visible once its digest is verified."""
         digest, size = desc["digest"], desc.get("size")
-        if self.content.exists(digest):
-            report("exists", digest, size or 0, size or 0)
-            return
-        w = self.content.writer(f"pull-{digest}", expected=digest, size=size)
         try:
-            if size is not None and w.offset > size:
-                w.reset()
-            done = w.offset
-            if size is None or done < size:
-                with reg.get_blob(name, digest, offset=done) as stream:
-                    for chunk in stream:
-                        w.write(chunk)
-                        done += len(chunk)
-                        report("download", digest, done, size or 0)
-            w.commit()
-        finally:
-            w.close()
-        report("downloaded", digest, size or 0, size or 0)
+            if self.content.exists(digest):
+                report("exists", digest, size or 0, size or 0)
+                if tail:
+                    tail.finish()
+                return
+            w = self.content.writer(f"pull-{digest}", expected=digest, size=size)
+            try:
+                if size is not None and w.offset > size:
+                    w.reset()
+                if tail:
+                    tail.start(w.data_path)
+                done = w.offset
+                if size is None or done < size:
+                    with reg.get_blob(name, digest, offset=done) as stream:
+                        for chunk in stream:
+                            w.write(chunk)
+                            done += len(chunk)
+                            if tail:
+                                tail.feed()
+                            report("download", digest, done, size or 0)
+                w.commit()
+            finally:
+                w.close()
+            report("downloaded", digest, size or 0, size or 0)
+            if tail:
+                tail.finish()
+        except BaseException as e:
+            if tail:
+                tail.finish(e)
+            raise
 
     def _unpack(self, reg, name: str, layers: list[dict], diff_ids: list[str], chains: list[str],  # noqa: ANN001
                 report: Progress) -> None:
+        """Download the missing layers in parallel; unpack each, in order, while it downloads."""
         from budu.images.layers import apply_layer
 
         missing = [i for i, c in enumerate(chains) if not self.snapshots.exists(c)]
@@ -183,21 +202,26 @@ class Images:
                 report("exists", layers[i]["digest"], 0, 0)
         if not missing:
             return
+        tails = {i: _Tail() for i in missing}
         with ThreadPoolExecutor(max_workers=PARALLEL_DOWNLOADS) as pool:
-            futures: dict[int, Future] = {i: pool.submit(self._fetch, reg, name, layers[i], report) for i in missing}
+            futures: dict[int, Future] = {
+                i: pool.submit(self._fetch, reg, name, layers[i], report, tails[i]) for i in missing}
             try:
                 for i in missing:
-                    futures[i].result()
+                    tail = tails[i]
+                    tail.wait_started()
                     if self.snapshots.exists(chains[i]):  # another pull unpacked it meanwhile
+                        futures[i].result()
                         continue
                     parent = chains[i - 1] if i else None
                     key = f"extract-{os.getpid()}-{uuid.uuid4().hex[:12]}-{chains[i]}"
                     self.snapshots.prepare(key, parent)
                     try:
                         report("extract", layers[i]["digest"], 0, 0)
-                        with self.content.open(layers[i]["digest"]) as f:
+                        with (tail if tail.path else self.content.open(layers[i]["digest"])) as f:
                             apply_layer(f, self.snapshots.upper_dir(key), layers[i].get("mediaType"),
                                         expected_diff_id=diff_ids[i])
+                        futures[i].result()  # the blob's own digest is verified before the layer counts
                         self.snapshots.commit(chains[i], key)
                     except StateError:
                         self.snapshots.remove(key)  # lost a race to an identical layer: theirs is as good
@@ -207,6 +231,8 @@ class Images:
             except BaseException:
                 for f in futures.values():
                     f.cancel()
+                for t in tails.values():
+                    t.finish(StateError("pull cancelled"))
                 raise
 
     # -- tags and removal ---------------------------------------------------------------------------
@@ -334,6 +360,61 @@ class Images:
         shared = sum(snaps[k].size for k, n in refs.items() if n > 1)
         return {"images": len(images), "active": 0, "layers": layers, "content": content,
                 "shared": shared, "total": layers + content}
+
+
+class _Tail:
+    """A blob read while it is being written: reads wait for the writer instead of seeing EOF."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self._f = None
+        self._cond = threading.Condition()
+        self._started = False
+        self._done = False
+        self._error: BaseException | None = None
+
+    def start(self, path: str) -> None:
+        with self._cond:
+            self.path = path
+            self._f = open(path, "rb")  # noqa: SIM115 - closed by __exit__; survives the rename at commit
+            self._started = True
+            self._cond.notify_all()
+
+    def feed(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._started = self._done = True
+            self._error = error
+            self._cond.notify_all()
+
+    def wait_started(self) -> None:
+        with self._cond:
+            while not self._started:
+                self._cond.wait()
+            if self._error is not None and self._f is None:
+                raise self._error
+
+    def read(self, n: int = -1) -> bytes:
+        while True:
+            data = self._f.read(n)  # type: ignore[union-attr]
+            if data:
+                return data
+            with self._cond:
+                if self._error is not None:
+                    raise self._error
+                if self._done:
+                    return self._f.read(n)  # type: ignore[union-attr]
+                self._cond.wait(0.05)
+
+    def __enter__(self) -> _Tail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._f is not None:
+            self._f.close()
 
 
 def _familiar(name: str) -> str:

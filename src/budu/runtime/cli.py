@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             return _dispatch(verb, opts, pos, o) or 0
         finally:
             if primer:
-                os.waitpid(primer, 0)
+                try:
+                    os.waitpid(primer, 0)
+                except ChildProcessError:
+                    pass  # already reaped (run adopts and reaps what it finds)
     except BuduError as e:
         log.error(str(e))
         return e.exit_code if e.exit_code != 0 else 1
