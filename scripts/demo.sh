@@ -21,3 +21,9 @@ json.dump(c, open("config.json", "w"), indent=2)
 PY
 echo "== budu-runtime run $id (bundle $work)"
 budu-runtime run "$id" -b "$work"
+
+echo
+echo "== budu image bootstrap busybox (an image from the host's busybox, no network needed)"
+budu image bootstrap busybox
+budu images
+budu history busybox
