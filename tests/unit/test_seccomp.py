@@ -23,8 +23,8 @@ import pytest
 from budu.errors import ConfigError
 from budu.runtime import seccomp
 
-# shared/ lies beside the repository (in CI too)
-DOCKER_PROFILE = Path(__file__).resolve().parents[3] / "shared" / "specs" / "seccomp-default.json"
+# Docker's default profile, as budu ships it for the engine (from moby/profiles, Apache-2.0)
+DOCKER_PROFILE = Path(__file__).resolve().parents[2] / "src" / "budu" / "data" / "seccomp-default.json"
 
 _PRELUDE = """\
 import ctypes, errno, json, os, resource, sys
