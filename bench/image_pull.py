@@ -8,8 +8,8 @@ bytes, and 50 layers of many small files.  For each, alternating, N runs:
   skopeo copy          download + verify into an oci: directory (no unpack)
   budu unpack          the differ alone: apply every stored layer into fresh directories
   umoci unpack         the same layers from that oci: directory into a bundle
-  budu push            the pulled image to a second, empty registry
-  skopeo push          the oci: directory to that registry (another repository name)
+  budu push            the pulled image to a fresh, empty registry
+  skopeo push          the oci: directory to another fresh, empty registry
 
     python3 bench/image_pull.py [--runs 3] [--small-layers 50]
 """
@@ -161,8 +161,15 @@ def main() -> None:
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="budu-bench-pull-", dir="/var/tmp")
     reg, host = start_registry(work)
-    os.makedirs(f"{work}/dest")
-    reg2, host2 = start_registry(f"{work}/dest")
+    dests: list[subprocess.Popen] = []
+
+    def empty_registry() -> str:
+        """A fresh registry for one push: nothing there to find or mount (skopeo remembers
+        where it has seen a blob and would mount it from an earlier run's repository)."""
+        d = tempfile.mkdtemp(dir=work)
+        proc, h = start_registry(d)
+        dests.append(proc)
+        return h
     policy = os.path.join(work, "policy.json")
     with open(policy, "w") as f:
         json.dump({"default": [{"type": "insecureAcceptAnything"}]}, f)
@@ -187,12 +194,12 @@ def main() -> None:
                 results["budu unpack"].append(budu_unpack(f"{run_dir}/budu", ref, f"{run_dir}/unpacked"))
                 results["umoci unpack"].append(timed(["umoci", "unpack", "--image", f"{run_dir}/oci:latest",
                                                       f"{run_dir}/bundle"]))
-                target = f"{host2}/{name}-budu{i}:latest"
+                target = f"{empty_registry()}/{name}:latest"
                 subprocess.run(["budu", "--root", f"{run_dir}/budu", "tag", ref, target], check=True)
                 results["budu push"].append(timed(["budu", "--root", f"{run_dir}/budu", "push", "-q", target]))
                 results["skopeo push"].append(timed(["skopeo", "--policy", policy, "copy", "--dest-tls-verify=false",
                                                      f"oci:{run_dir}/oci:latest",
-                                                     f"docker://{host2}/{name}-skopeo{i}:latest"]))
+                                                     f"docker://{empty_registry()}/{name}:latest"]))
                 shutil.rmtree(run_dir, ignore_errors=True)
             med = {k: statistics.median(v) for k, v in results.items()}
             size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(f"{work}/registry") for f in fs)
@@ -206,7 +213,7 @@ def main() -> None:
             print(f"  ratio budu unpack / umoci unpack   = {med['budu unpack'] / med['umoci unpack']:.2f}")
             print(f"  ratio budu push / skopeo push      = {med['budu push'] / med['skopeo push']:.2f}")
     finally:
-        for r in (reg, reg2):
+        for r in (reg, *dests):
             r.kill()
             r.wait()
         shutil.rmtree(work, ignore_errors=True)
