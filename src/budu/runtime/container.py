@@ -117,7 +117,6 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
         config["_budu"] = {"cgroupPath": cg_path, "fifo": st.fifo, "consoleSocket": opts.console_socket,
                            "preserveFds": opts.preserve_fds}
 
-        init.preload(config["process"])
         parent, child = sync.pair()
         # init holds the fifo from here on: it may not be able to open it itself (a user namespace)
         fifo_fd = os.open(st.fifo, os.O_RDWR | os.O_CLOEXEC)
@@ -506,7 +505,6 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
         from budu.runtime import seccomp
 
         seccomp.validate(seccomp_profile)  # also loads libseccomp before we enter the container's mounts
-    init.preload(process)
     parent, child = sync.pair()
     c1 = os.fork()
     if c1 == 0:
@@ -555,6 +553,7 @@ def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp_
     from budu.runtime import process as proc
 
     try:
+        init.preload(process)  # while still in the host's namespaces; the parent meanwhile joins us to the cgroup
         ch.expect(sync.GO)
         init.join_namespaces(paths)
         os.chdir("/")

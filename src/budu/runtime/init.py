@@ -56,6 +56,8 @@ def join_namespaces(paths: dict[str, str]) -> None:
 def intermediate(ch: sync.Channel, config: dict, console_fd: int | None) -> int:
     """Runs in the first fork (C1); returns its exit status."""
     try:
+        # before any namespace is joined or made, and while the parent builds the cgroup
+        preload(config["process"])
         lx = config.get("linux") or {}
         namespaces = lx.get("namespaces") or []
         join_namespaces({ns["type"]: ns["path"] for ns in namespaces if ns.get("path")})
