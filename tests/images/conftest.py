@@ -133,6 +133,16 @@ class RegistryServer:
         self.proc = None
 
 
+@pytest.fixture(autouse=True)
+def docker_config(tmp_path, monkeypatch):
+    """Every image test: never the real ~/.docker: DOCKER_CONFIG (and HOME) point into the test's tmp dir."""
+    d = tmp_path / "docker-config"
+    monkeypatch.setenv("DOCKER_CONFIG", str(d))
+    monkeypatch.delenv("BUDU_CONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return d
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory) -> RegistryServer:
     """A plain registry (no auth), shared by the session."""

@@ -16,16 +16,6 @@ from budu.images import auth
 from budu.images.registry import Registry
 
 
-@pytest.fixture(autouse=True)
-def docker_config(tmp_path, monkeypatch):
-    """Never the real ~/.docker: DOCKER_CONFIG (and HOME) point into the test's tmp dir."""
-    d = tmp_path / "docker-config"
-    monkeypatch.setenv("DOCKER_CONFIG", str(d))
-    monkeypatch.delenv("BUDU_CONFIG", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return d
-
-
 def config(d) -> dict:
     return json.loads((d / "config.json").read_text())
 

@@ -20,16 +20,6 @@ from budu.images.registry import Registry, Unauthorized
 from budu.images.service import Images
 
 
-@pytest.fixture(autouse=True)
-def docker_config(tmp_path, monkeypatch):
-    """Never the real ~/.docker: every credential read or written here lives in a tmp dir."""
-    d = tmp_path / "docker-config"
-    monkeypatch.setenv("DOCKER_CONFIG", str(d))
-    monkeypatch.delenv("BUDU_CONFIG", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return d
-
-
 @pytest.fixture
 def images(tmp_path, monkeypatch):
     root = str(tmp_path / "budu-root")
