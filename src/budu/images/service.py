@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform as _platform
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from budu.errors import BuduError, ConfigError, NotFound, StateError
@@ -56,7 +54,8 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", 
 
 
 def host_platform() -> Platform:
-    arch = _ARCH.get(_platform.machine(), _platform.machine())
+    machine = os.uname().machine
+    arch = _ARCH.get(machine, machine)
     return Platform("linux", arch, "v8" if arch == "arm64" else None)
 
 
@@ -194,6 +193,8 @@ class Images:
     def _unpack(self, reg, name: str, layers: list[dict], diff_ids: list[str], chains: list[str],  # noqa: ANN001
                 report: Progress) -> None:
         """Download the missing layers in parallel; unpack each, in order, while it downloads."""
+        from concurrent.futures import Future, ThreadPoolExecutor  # imports logging: ~15 ms, so only here
+
         from budu.images.layers import apply_layer
 
         missing = [i for i, c in enumerate(chains) if not self.snapshots.exists(c)]
