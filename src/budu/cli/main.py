@@ -102,3 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        sys.stderr.write(f"Error: {where}{e.strerror or e}\n")
+        return 1
+    except Exception as e:  # noqa: BLE001 - a bug must still be one line, not a traceback
+        sys.stderr.write(f"Error: internal error: {type(e).__name__}: {e}\n")
+        return 1
