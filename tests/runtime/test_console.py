@@ -27,6 +27,25 @@ def read_until(fd: int, needle: bytes, timeout: float = 10) -> bytes:
     return buf
 
 
+def converse(argv: list[str], typed: bytes, until: bytes) -> tuple[bytes, int]:
+    """Run `argv` on a terminal of ours, type once the shell prompts (as a person would), read
+    until `until`; returns what was shown and the exit status."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    try:
+        read_until(fd, b"# ")
+        os.write(fd, typed)
+        out = read_until(fd, until)
+        _, status = os.waitpid(pid, 0)
+        return out, os.waitstatus_to_exitcode(status)
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 class ConsoleSocket:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -94,43 +113,20 @@ def test_console_is_dev_console(runtime, bundle, tmp_path):
 def test_run_with_terminal_proxies_our_tty(runtime, bundle):
     bundle.config["process"]["terminal"] = True
     bundle.args("sh")
-    cid = runtime.new_id()
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(runtime.binary, [runtime.binary, "--root", runtime.root, "run", "-b", bundle.path, cid])
-    try:
-        read_until(fd, b"# ")  # the shell's prompt: type only once it listens, as a person would
-        os.write(fd, b"tty; echo $((7*6))x; exit 3\n")
-        out = read_until(fd, b"42x")
-        assert b"/dev/pts/0" in out and b"42x" in out
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 3
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    out, code = converse([runtime.binary, "--root", runtime.root, "run", "-b", bundle.path, runtime.new_id()],
+                         b"tty; echo $((7*6))x; exit 3\n", b"42x")
+    assert b"/dev/pts/0" in out and b"42x" in out
+    assert code == 3
 
 
 def test_exec_tty(runtime, bundle):
     bundle.args("sleep", "30")
     cid = runtime.new_id()
     runtime.ok("run", "-d", "-b", bundle.path, cid)
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(runtime.binary, [runtime.binary, "--root", runtime.root, "exec", "-t", cid, "sh"])
-    try:
-        read_until(fd, b"# ")
-        os.write(fd, b"tty; echo $((5*5))y; exit 4\n")
-        out = read_until(fd, b"25y")
-        assert b"/dev/pts/" in out and b"25y" in out
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 4
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    out, code = converse([runtime.binary, "--root", runtime.root, "exec", "-t", cid, "sh"],
+                         b"tty; echo $((5*5))y; exit 4\n", b"25y")
+    assert b"/dev/pts/" in out and b"25y" in out
+    assert code == 4
 
 
 def test_exec_console_socket(runtime, bundle, tmp_path):

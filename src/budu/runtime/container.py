@@ -101,7 +101,6 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
     st = state.new(opts.root, cid)
     cg = None
     pid = 0
-    primer: list[int] = []
     try:
         os.mkfifo(st.fifo, 0o600)
         cg_path = cgroups.resolve_path(lx.get("cgroupsPath"), cid, opts.systemd_cgroup)
@@ -130,8 +129,7 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
         os.close(fifo_fd)
         try:
             # the cgroup is made while the child sets up its namespaces and mounts
-            cg = cgroups.Cgroup(cg_path)
-            st._cgroup = cg
+            cg = st.cgroup()  # from the cgroupPath recorded above; the state keeps this one object
             cg.create(_with_default_devices(lx.get("resources")))
             tag, payload = parent.recv()
             if tag == sync.USERMAP:
@@ -163,9 +161,6 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
         finally:
             parent.close()
             _reap(c1)
-        for p in primer:
-            if p:
-                _reap(p)
         del st.data["creating"]
         st.save()
         if opts.pid_file:
@@ -469,8 +464,6 @@ def _peek_terminal(bundle: str) -> bool:
 def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
     """Run another process in a running container: every namespace, its cgroup, its own user,
     capabilities, no_new_privs and the container's seccomp profile."""
-    from budu.runtime import init
-
     st = state.load(opts.root, cid)
     status = st.status()
     if status not in ("created", "running"):
