@@ -206,7 +206,7 @@ def test_ps(runtime, bundle):
 
 def test_pause_resume(runtime, bundle):
     counter = os.path.join(bundle.rootfs, "tmp/count")
-    bundle.sh("i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done")
+    bundle.sh("i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.02; done")
     cid = runtime.new_id()
     runtime.ok("run", "-d", "--bundle", bundle.path, cid)
     time.sleep(0.3)
