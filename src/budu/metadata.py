@@ -55,6 +55,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX image_blobs_digest ON image_blobs(digest);
     """,
+    # 2: containers (docker's create body, kept as sent) and named volumes
+    """
+    CREATE TABLE containers (
+        id           TEXT PRIMARY KEY,        -- 64 hex digits
+        name         TEXT NOT NULL UNIQUE,    -- without docker's leading '/'
+        image_id     TEXT NOT NULL,           -- sha256:..., pinned at create (not a foreign key: rmi -f may untag it)
+        image_ref    TEXT NOT NULL,           -- what the user typed (Config.Image)
+        created      REAL NOT NULL,
+        config       TEXT NOT NULL,           -- docker Config, JSON
+        host_config  TEXT NOT NULL,           -- docker HostConfig, JSON
+        mounts       TEXT NOT NULL DEFAULT '[]',  -- docker MountPoint list, planned at create
+        snapshot     TEXT NOT NULL,           -- the snapshot key of its writable layer
+        paused       INTEGER NOT NULL DEFAULT 0,
+        removing     INTEGER NOT NULL DEFAULT 0,  -- rm began: any command may finish it
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        extra        TEXT NOT NULL DEFAULT '{}'   -- room for networking and later fields
+    );
+    CREATE TABLE volumes (
+        name     TEXT PRIMARY KEY,
+        driver   TEXT NOT NULL DEFAULT 'local',
+        created  REAL NOT NULL,
+        labels   TEXT NOT NULL DEFAULT '{}',
+        options  TEXT NOT NULL DEFAULT '{}',
+        anonymous INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 
