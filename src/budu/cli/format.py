@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import re
 import time
+
+from budu.errors import ConfigError
 
 
 def human_size(n: float) -> str:
@@ -55,50 +55,48 @@ def table(rows: list[list[str]]) -> str:
     """Columns padded like docker's tabwriter (three spaces between columns)."""
     if not rows:
         return ""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    # docker's tabwriter: a cell is its text plus 3 spaces, at least 10 wide
+    widths = [max(10, max(len(r[i]) for r in rows) + 3) for i in range(len(rows[0]))]
     out = []
     for r in rows:
-        out.append("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        out.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return "\n".join(out) + "\n"
 
 
-_FIELD = re.compile(r"{{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*}}")
+def render(template: str, obj: object) -> str:
+    """One object through a Go template (budu.cli.gotemplate), as `docker inspect --format` does.
+
+    \\t and \\n typed on the command line stand for a tab and a newline. Unknown fields are an
+    error, as in docker; the message is docker's, on one line."""
+    from budu.cli import gotemplate
+
+    try:
+        return gotemplate.parse(template.replace("\\t", "\t").replace("\\n", "\n")).execute(obj)
+    except gotemplate.TemplateError as e:  # docker words a failure to run a template the same way
+        raise ConfigError(f"template parsing error: {e}") from None
 
 
-def render(template: str, obj: dict) -> str:
-    """The Go-template forms people use with docker: {{.Field}}, {{.A.B}}, {{json .}}, {{json .X}}.
+def format_rows(template: str, objs: list, headers: dict[str, str]) -> str:
+    """--format for a list command, the way docker's formatter runs it.
 
-    Unknown fields are an error, as in docker."""
-    template = template.replace("\\t", "\t").replace("\\n", "\n")
+    'table TEMPLATE' prints a header row (each field's header from headers, else its name in upper
+    case, through docker's header functions) and aligns the columns; bare 'table' is the default
+    table of headers' fields; 'json' is {{json .}}; anything else prints one line per object."""
+    from budu.cli import gotemplate
 
-    def sub(m: re.Match) -> str:
-        as_json, path = m.group(1), m.group(2)
-        value: object = obj
-        for part in [p for p in path.split(".") if p]:
-            if not isinstance(value, dict) or part not in value:
-                from budu.errors import ConfigError
-
-                raise ConfigError(f"template: can't evaluate field {part}")
-            value = value[part]
-        if as_json:
-            return json.dumps(value, separators=(",", ":"))
-        if isinstance(value, (list, tuple)):
-            return "[" + " ".join(str(v) for v in value) + "]"
-        if isinstance(value, dict):
-            return "map[" + " ".join(f"{k}:{v}" for k, v in value.items()) + "]"
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return "" if value is None else str(value)
-
-    return _FIELD.sub(sub, template)
-
-
-def format_rows(template: str, objs: list[dict], headers: dict[str, str]) -> str:
-    """--format: 'table ...' prints a header row and aligns columns; otherwise one line each."""
-    if template.startswith("table"):
-        body = template[5:].strip() or "\t".join("{{." + k + "}}" for k in headers)
-        head = _FIELD.sub(lambda m: headers.get(m.group(2), m.group(2).upper()), body.replace("\\t", "\t"))
-        rows = [head.split("\t")] + [render(body, o).split("\t") for o in objs]
-        width = max(len(r) for r in rows)
-        return table([r + [""] * (width - len(r)) for r in rows])
-    return "".join(render(template, o) + "\n" for o in objs)
+    is_table = template.startswith("table")
+    body = template[len("table"):] if is_table else "{{json .}}" if template == "json" else template
+    body = body.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
+    if is_table and not body.strip():
+        body = "\t".join("{{." + k + "}}" for k in headers)
+    try:
+        tpl = gotemplate.parse(body)
+        lines = "".join(tpl.execute(o) + "\n" for o in objs)
+    except gotemplate.TemplateError as e:
+        raise ConfigError(f"template parsing error: {e}") from None
+    if not is_table:
+        return lines
+    text = tpl.header(headers) + "\n" + lines
+    rows = [line.split("\t") for line in text.split("\n")[:-1]]
+    width = max(len(r) for r in rows)
+    return table([r + [""] * (width - len(r)) for r in rows])
