@@ -1,29 +1,38 @@
 #!/usr/bin/env bash
-# budu's main job, for now: make a busybox bundle from the host's static busybox and run a shell in
-# it with budu-runtime, showing that it is isolated.
+# budu's main job: make the busybox image if it is missing, then run a container the way a docker
+# user would — isolated, limited, logged, and removed cleanly — and show each of those.
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d /tmp/budu-demo.XXXXXX)
-id=budu-demo-$$
-cleanup() { budu-runtime delete -f "$id" >/dev/null 2>&1 || true; rm -rf "$work"; }
+name=budu-demo-$$
+cleanup() { budu rm -f "$name" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-"$here/scripts/busybox-bundle.sh" "$work"
-cd "$work"
-python3 - <<'PY'
-import json
-c = json.load(open("config.json"))
-c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c",
-    'echo "hostname: $(hostname)"; echo "my pid: $$"; echo "processes I can see:"; ps -o pid,comm;'
-    ' echo "mounts:"; cut -d" " -f2,3,4 /proc/mounts | sed "s/^/  /"']
-c["hostname"] = "budu-demo"
-json.dump(c, open("config.json", "w"), indent=2)
-PY
-echo "== budu-runtime run $id (bundle $work)"
-budu-runtime run "$id" -b "$work"
+
+if ! budu image inspect busybox >/dev/null 2>&1; then
+    echo "== budu image bootstrap busybox (an image from the host's busybox, no network needed)"
+    budu image bootstrap busybox
+fi
+budu images
 
 echo
-echo "== budu image bootstrap busybox (an image from the host's busybox, no network needed)"
-budu image bootstrap busybox
-budu images
-budu history busybox
+echo "== budu run --rm --memory 64m --pids-limit 100 --hostname demo busybox ..."
+budu run --rm --memory 64m --pids-limit 100 --hostname demo busybox sh -c '
+    echo "hostname:     $(hostname)"
+    echo "my pid:       $$ (PID 1 of its own namespace); processes I can see:"; ps -o pid,user,comm | sed "s/^/  /"
+    echo "memory limit: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max) bytes"
+    echo "pids limit:   $(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
+    echo "capabilities: $(grep CapEff /proc/self/status | cut -f2) (docker default set)"
+    echo "seccomp:      mode $(grep Seccomp: /proc/self/status | cut -f2) (docker default profile)"
+    touch /proc/sys/kernel/hostname 2>/dev/null || echo "/proc/sys:    read-only"'
+
+echo
+echo "== budu run -d --name $name busybox (a service), then budu ps, logs, exec, stop, rm"
+budu run -d --name "$name" busybox sh -c 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.2; done' >/dev/null
+sleep 1
+budu ps --filter "name=$name"
+echo "-- budu logs --tail 3 $name"
+budu logs --tail 3 "$name"
+echo "-- budu exec $name uname -n"
+budu exec "$name" uname -n
+budu stop -t 1 "$name" >/dev/null
+budu ps -a --filter "name=$name" --format 'table {{.Names}}\t{{.Status}}'
+budu rm "$name" >/dev/null
+echo "-- removed: $(budu ps -aq --filter "name=$name" | wc -l) containers named $name left"

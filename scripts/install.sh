@@ -13,9 +13,10 @@ fi
 
 # System packages: the runtimes budu is compared with and drives (runc, crun, podman, containerd),
 # image tools (skopeo, umoci, docker-registry), busybox and debootstrap for images made here,
-# libseccomp for seccomp, and the network tools.
+# libseccomp for seccomp, the network tools, gcc for budu's small C container monitor, and tini
+# (docker's `--init`).
 pkgs=(runc crun podman containerd conmon skopeo umoci docker-registry busybox-static debootstrap
-      libseccomp2 iproute2 iptables nftables containernetworking-plugins procps util-linux
+      libseccomp2 gcc libc6-dev tini iproute2 iptables nftables containernetworking-plugins procps util-linux
       hyperfine bats ca-certificates python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -73,6 +74,31 @@ PY
     chmod 755 "$venv/bin/$name"
     ln -sf "$venv/bin/$name" "/usr/local/bin/$name"
 done
+
+# The container monitor: one small C process per running container (see src/budu/monitor/).
+mkdir -p /opt/budu/libexec
+"$here/scripts/build-monitor.sh" /opt/budu/libexec/budu-monitor
+
+# After a reboot, bring back the containers whose restart policy says so (docker's daemon does it
+# at start; budu has no daemon, so a oneshot unit does).
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    cat > /etc/systemd/system/budu-restore.service <<UNIT
+[Unit]
+Description=budu: start the containers a restart policy brings back after boot
+After=local-fs.target network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/budu system restore
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    systemctl daemon-reload >/dev/null 2>&1 || true
+    systemctl enable budu-restore.service >/dev/null 2>&1 || true
+fi
 
 echo "budu installed: $(budu --version)"
 if [ "${BUDU_NO_DEMO:-}" != 1 ]; then

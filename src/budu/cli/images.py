@@ -241,9 +241,10 @@ def cmd_rmi(argv: list[str]) -> int:
     images = _images()
     failed = 0
     try:
+        users = _container_users(images)
         for name in a.images:
             try:
-                for what, value in images.remove(name, force=a.force):
+                for what, value in images.remove(name, force=a.force, users=users):
                     print(f"{what}: {value}")
             except BuduError as e:
                 sys.stderr.write(f"Error response from daemon: {e}\n")
@@ -251,6 +252,11 @@ def cmd_rmi(argv: list[str]) -> int:
     finally:
         images.close()
     return failed
+
+
+def _container_users(images) -> dict[str, str]:  # noqa: ANN001
+    """image id -> a container made from it: images in use are not deleted."""
+    return {r["image_id"]: r["id"] for r in images.db.query("SELECT image_id, id FROM containers")}
 
 
 def cmd_tag(argv: list[str]) -> int:
@@ -328,7 +334,7 @@ def cmd_prune(argv: list[str]) -> int:
             return 0
     images = _images()
     try:
-        lines, reclaimed = images.prune(all_images=a.all)
+        lines, reclaimed = images.prune(all_images=a.all, in_use=set(_container_users(images)))
     finally:
         images.close()
     if lines:

@@ -10,7 +10,35 @@ import os
 import sys
 
 # command -> (module, function, one-line help)
+_C, _R, _F = "budu.cli.containers", "budu.cli.run", "budu.cli.fsops"
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": (_R, "cmd_run", "Create and run a new container from an image"),
+    "create": (_R, "cmd_create", "Create a new container"),
+    "start": (_R, "cmd_start", "Start one or more stopped containers"),
+    "attach": (_R, "cmd_attach", "Attach local standard input, output, and error streams to a running container"),
+    "exec": (_R, "cmd_exec", "Execute a command in a running container"),
+    "ps": (_C, "cmd_ps", "List containers"),
+    "inspect": (_C, "cmd_inspect", "Return low-level information on budu objects"),
+    "logs": (_C, "cmd_logs", "Fetch the logs of a container"),
+    "stop": (_C, "cmd_stop", "Stop one or more running containers"),
+    "restart": (_C, "cmd_restart", "Restart one or more containers"),
+    "kill": (_C, "cmd_kill", "Kill one or more running containers"),
+    "rm": (_C, "cmd_rm", "Remove one or more containers"),
+    "pause": (_C, "cmd_pause", "Pause all processes within one or more containers"),
+    "unpause": (_C, "cmd_unpause", "Unpause all processes within one or more containers"),
+    "wait": (_C, "cmd_wait", "Block until one or more containers stop, then print their exit codes"),
+    "rename": (_C, "cmd_rename", "Rename a container"),
+    "top": (_C, "cmd_top", "Display the running processes of a container"),
+    "stats": (_C, "cmd_stats", "Display a live stream of container(s) resource usage statistics"),
+    "update": (_C, "cmd_update", "Update configuration of one or more containers"),
+    "port": (_C, "cmd_port", "List port mappings or a specific mapping for the container"),
+    "events": (_C, "cmd_events", "Get real time events from the server"),
+    "cp": (_F, "cmd_cp", "Copy files/folders between a container and the local filesystem"),
+    "diff": (_F, "cmd_diff", "Inspect changes to files or directories on a container's filesystem"),
+    "export": (_F, "cmd_export", "Export a container's filesystem as a tar archive"),
+    "commit": (_F, "cmd_commit", "Create a new image from a container's changes"),
+    "info": ("budu.cli.system", "cmd_info", "Display system-wide information"),
+    "version": ("budu.cli.system", "cmd_version", "Show the budu version information"),
     "pull": ("budu.cli.images", "cmd_pull", "Download an image from a registry"),
     "images": ("budu.cli.images", "cmd_images", "List images"),
     "rmi": ("budu.cli.images", "cmd_rmi", "Remove one or more images"),
@@ -31,8 +59,29 @@ IMAGE_COMMANDS: dict[str, tuple[str, str, str]] = {
     "push": COMMANDS["push"], "save": COMMANDS["save"], "load": COMMANDS["load"], "import": COMMANDS["import"],
     "bootstrap": ("budu.cli.archive", "cmd_bootstrap", "Make a base image on this host (busybox, debian)"),
 }
+CONTAINER_COMMANDS: dict[str, tuple[str, str, str]] = {
+    **{k: COMMANDS[k] for k in ("run", "create", "start", "attach", "exec", "logs", "stop", "restart", "kill",
+                                "rm", "pause", "unpause", "wait", "rename", "top", "stats", "update", "port",
+                                "cp", "diff", "export", "commit")},
+    "ls": COMMANDS["ps"], "ps": COMMANDS["ps"], "list": COMMANDS["ps"],
+    "inspect": (_C, "cmd_container_inspect", "Display detailed information on one or more containers"),
+    "prune": (_C, "cmd_prune", "Remove all stopped containers"),
+    "cleanup": (_C, "cmd_cleanup", ""),  # internal: what a monitor runs after the last exit
+}
+VOLUME_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "create": ("budu.cli.volumes", "cmd_create", "Create a volume"),
+    "ls": ("budu.cli.volumes", "cmd_ls", "List volumes"),
+    "list": ("budu.cli.volumes", "cmd_ls", "List volumes"),
+    "inspect": ("budu.cli.volumes", "cmd_inspect", "Display detailed information on one or more volumes"),
+    "rm": ("budu.cli.volumes", "cmd_rm", "Remove one or more volumes"),
+    "prune": ("budu.cli.volumes", "cmd_prune", "Remove unused local volumes"),
+}
 SYSTEM_COMMANDS: dict[str, tuple[str, str, str]] = {
     "df": ("budu.cli.images", "cmd_system_df", "Show budu disk usage"),
+    "info": COMMANDS["info"],
+    "prune": ("budu.cli.system", "cmd_prune", "Remove unused data"),
+    "events": COMMANDS["events"],
+    "restore": ("budu.cli.system", "cmd_restore", "Start the containers a restart policy brings back after a reboot"),
 }
 
 USAGE = """Usage:  budu [OPTIONS] COMMAND
@@ -44,8 +93,10 @@ Options:
   -v, --version       Print version information and quit
 
 Management Commands:
+  container   Manage containers
   image       Manage images
   system      Manage budu
+  volume      Manage volumes
 
 Commands:
 {commands}
@@ -67,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["BUDU_ROOT"] = flag.split("=", 1)[1]
         elif argv:
             os.environ["BUDU_ROOT"] = argv.pop(0)
-    if argv[:1] in (["--version"], ["-v"], ["version"]):
+    if argv[:1] in (["--version"], ["-v"]):
         from budu import __version__
 
         print(f"budu version {__version__}")
@@ -77,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, args = argv[0], argv[1:]
     table = COMMANDS
-    groups = {"image": (IMAGE_COMMANDS, "Manage images"), "system": (SYSTEM_COMMANDS, "Manage budu")}
+    groups = {"image": (IMAGE_COMMANDS, "Manage images"), "system": (SYSTEM_COMMANDS, "Manage budu"),
+              "container": (CONTAINER_COMMANDS, "Manage containers"), "volume": (VOLUME_COMMANDS, "Manage volumes")}
     if name in groups:
         sub, what = groups[name]
         if not args or args[0] in ("--help", "-h"):
             sys.stdout.write(f"Usage:  budu {name} COMMAND\n\n{what}\n\nCommands:\n" + "".join(
-                f"  {n:<9} {h}\n" for n, (_, _, h) in sorted(sub.items()) if n not in ("list",)))
+                f"  {n:<9} {h}\n" for n, (_, _, h) in sorted(sub.items()) if n not in ("list",) and h))
             return 0
         table, name, args = sub, args[0], args[1:]
     if name not in table:

@@ -258,11 +258,24 @@ class Images:
             raise ConfigError(f"refusing to create a tag with a digest reference: {target}")
         self.store.tag(image.id, f"{ref.name}:{ref.tag or 'latest'}")
 
-    def remove(self, name: str, force: bool = False) -> list[tuple[str, str]]:
+    def remove(self, name: str, force: bool = False, users: dict[str, str] | None = None) -> list[tuple[str, str]]:
         """docker rmi: untag a name; delete the image when no tag is left (or by id with force).
+        `users` maps image ids to a container that uses them (the caller knows containers; this
+        layer does not): such an image is only untagged, and only with force.
         Returns docker's lines: ("Untagged", name) and ("Deleted", id)."""
         image = self.store.resolve(name)
         out: list[tuple[str, str]] = []
+        user = (users or {}).get(image.id)
+        if user is not None:
+            if not force:
+                what = f'remove repository reference "{name}"' if name in image.tags or ":" in name or "/" in name \
+                    else f"delete {image.id[7:19]}"
+                raise StateError(f"conflict: unable to {what} (must force) - container {user[:12]} "
+                                 f"is using its referenced image {image.id[7:19]}")
+            for t in image.tags:
+                self.store.untag(t)
+                out.append(("Untagged", _familiar(t)))
+            return out
         by_tag = name not in (image.id, image.id[7:]) and not image.id[7:].startswith(name.replace("sha256:", ""))
         if by_tag and len(image.tags) > 1:
             tag = self._tag_for(name, image)

@@ -1,0 +1,126 @@
+"""Container records: one row per container in budu's SQLite state, docker's create body kept as sent.
+
+What a container *is* (its configuration, image, writable layer, mounts) lives here; what it is
+*doing* (running, exited, its pid and exit code) is written by its monitor into a file beside it
+and read by `engine.status` — so nothing here has to be updated when a container stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+
+from budu.errors import ConfigError, NotFound
+from budu.metadata import Database
+
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    image_id: str
+    image_ref: str
+    created: float
+    config: dict
+    host_config: dict
+    snapshot: str
+    mounts: list[dict] = field(default_factory=list)
+    paused: bool = False
+    removing: bool = False
+    restart_count: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+def check_name(name: str) -> str:
+    """docker's rule: [a-zA-Z0-9][a-zA-Z0-9_.-]+, with an optional leading '/'."""
+    bare = name[1:] if name.startswith("/") else name
+    if len(bare) < 2 or not bare[0].isascii() or not bare[0].isalnum() or not set(bare) <= NAME_CHARS:
+        raise ConfigError(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+    return bare
+
+
+class ContainerStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, c: Container) -> None:
+        try:
+            with self.db.tx() as conn:
+                conn.execute(
+                    "INSERT INTO containers (id, name, image_id, image_ref, created, config, host_config, mounts,"
+                    " snapshot, paused, removing, restart_count, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (c.id, c.name, c.image_id, c.image_ref, c.created, json.dumps(c.config),
+                     json.dumps(c.host_config), json.dumps(c.mounts), c.snapshot, int(c.paused),
+                     int(c.removing), c.restart_count, json.dumps(c.extra)))
+        except sqlite3.IntegrityError:
+            raise self._conflict(c.name) from None
+
+    def _conflict(self, name: str) -> ConfigError:
+        rows = self.db.query("SELECT id FROM containers WHERE name = ?", (name,))
+        other = rows[0]["id"] if rows else "?"
+        e = ConfigError(f'Conflict. The container name "/{name}" is already in use by container "{other}". '
+                        'You have to remove (or rename) that container to be able to reuse that name.')
+        e.exit_code = 125
+        return e
+
+    def get(self, ref: str) -> Container:
+        """By full id, by name, or by a unique id prefix — docker's order."""
+        ref = ref[1:] if ref.startswith("/") else ref
+        rows = self.db.query("SELECT * FROM containers WHERE id = ? OR name = ?", (ref, ref))
+        if not rows and ref and all(ch in "0123456789abcdef" for ch in ref):
+            rows = self.db.query("SELECT * FROM containers WHERE id LIKE ? || '%'", (ref,))
+            if len(rows) > 1:
+                raise NotFound(f"multiple containers found with provided prefix: {ref}")
+        if not rows:
+            raise NotFound(f"No such container: {ref}")
+        by_id = [r for r in rows if r["id"] == ref]
+        return self._from_row((by_id or rows)[0])
+
+    def list(self) -> list[Container]:
+        return [self._from_row(r) for r in self.db.query("SELECT * FROM containers ORDER BY created DESC")]
+
+    def update(self, cid: str, **fields: object) -> None:
+        cols, vals = [], []
+        for k, v in fields.items():
+            cols.append(f"{k} = ?")
+            vals.append(json.dumps(v) if isinstance(v, (dict, list)) else int(v) if isinstance(v, bool) else v)
+        try:
+            with self.db.tx() as conn:
+                conn.execute(f"UPDATE containers SET {', '.join(cols)} WHERE id = ?", (*vals, cid))
+        except sqlite3.IntegrityError:
+            raise self._conflict(str(fields.get("name"))) from None
+
+    def remove(self, cid: str) -> None:
+        with self.db.tx() as conn:
+            conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+
+    def names(self) -> set[str]:
+        return {r[0] for r in self.db.query("SELECT name FROM containers")}
+
+    @staticmethod
+    def _from_row(r: sqlite3.Row) -> Container:
+        return Container(
+            id=r["id"], name=r["name"], image_id=r["image_id"], image_ref=r["image_ref"], created=r["created"],
+            config=json.loads(r["config"]), host_config=json.loads(r["host_config"]), mounts=json.loads(r["mounts"]),
+            snapshot=r["snapshot"], paused=bool(r["paused"]), removing=bool(r["removing"]),
+            restart_count=r["restart_count"], extra=json.loads(r["extra"]))
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
