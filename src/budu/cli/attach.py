@@ -98,20 +98,20 @@ def attach(sock: socket.socket, tty: bool, stdin: bool, detach_keys: bytes = b"\
                     data = os.read(0, 65536)
                     if not data:
                         reading_stdin = False
-                        sock.sendall(mon.frame(mon.STDIN_EOF))
+                        _send(sock, mon.frame(mon.STDIN_EOF))
                     else:
                         for i, b in enumerate(data):  # docker's detach keys, across reads
                             if detach_keys and b == detach_keys[matched]:
                                 matched += 1
                                 if matched == len(detach_keys):
-                                    sock.sendall(mon.frame(mon.STDIN, data[:max(0, i + 1 - matched)]))
+                                    _send(sock, mon.frame(mon.STDIN, data[:max(0, i + 1 - matched)]))
                                     return DETACHED
                             else:
                                 matched = 0
                         if matched and tty:
                             data = data[:len(data) - matched]  # held back until we know
-                        if data:
-                            sock.sendall(mon.frame(mon.STDIN, data))
+                        if data and not _send(sock, mon.frame(mon.STDIN, data)):
+                            reading_stdin = False  # it is gone: what it said last still counts
                 if sock in ready:
                     frames = reader.feed()
                     if frames is None:
@@ -127,6 +127,14 @@ def attach(sock: socket.socket, tty: bool, stdin: bool, detach_keys: bytes = b"\
             signal.signal(signal.SIGWINCH, old_winch)
         os.close(resize_r)
         os.close(resize_w)
+
+
+def _send(sock: socket.socket, data: bytes) -> bool:
+    try:
+        sock.sendall(data)
+        return True
+    except OSError:
+        return False
 
 
 def _write_all(fd: int, data: bytes) -> None:

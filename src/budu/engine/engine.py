@@ -125,6 +125,15 @@ class Engine:
             raise StateError(_runtime_message(p.stderr) or f"runtime {args[0]} failed")
         return p
 
+    def _runtime_has(self, c: Container) -> bool:
+        """Does the runtime still hold state for it?  (runc, crun and budu-runtime keep a
+        directory per container under --root.)"""
+        try:
+            root = self.runtime_argv(c)
+        except ConfigError:
+            return False
+        return os.path.exists(os.path.join(root[root.index("--root") + 1], c.id))
+
     @contextmanager
     def lock(self, c: Container) -> Iterator[Container]:
         """Hold the container's lock; yields its record as it is now (it may have changed).
@@ -594,10 +603,14 @@ class Engine:
     def _destroy(self, c: Container, volumes: bool) -> None:
         """Everything a container holds, each step safe to repeat; its record goes last."""
         d = self.dir(c.id)
-        try:
-            self._runtime(c, "delete", "--force", c.id, check=False)
-        except ConfigError:
-            pass
+        st = status.read(d, c.id)
+        # a live monitor deletes the runtime's container itself (a --rm run is told of the exit
+        # first, so that both go on at once); only what nobody will delete is deleted here
+        if not status.monitor_alive(st.monitor_pid, c.id) and self._runtime_has(c):
+            try:
+                self._runtime(c, "delete", "--force", c.id, check=False)
+            except ConfigError:
+                pass
         _unmount(os.path.join(d, "rootfs"))
         try:
             self.images.snapshots.remove(c.snapshot)

@@ -120,7 +120,10 @@ class FrameReader:
 
     def feed(self) -> list[tuple[int, bytes]] | None:
         """Read once; the frames now complete, or None at EOF."""
-        chunk = self.sock.recv(65536)
+        try:
+            chunk = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            chunk = b""  # the monitor closed with our bytes unread: as good as EOF
         if not chunk:
             return None
         self.buf += chunk

@@ -2059,12 +2059,24 @@ container_ended (void)
       close_stdio ();
     }
   health_cancel ();
+  bool restart = should_restart ();
+  if (!restart && have_cleanup_client ())
+    {
+      /* a --rm client is waiting to remove the container: tell it now (the rootfs is unmounted
+         and the status final before EXIT), and delete the runtime's container while it works */
+      if (M.oom_killed)
+        write_event ("oom", -1);
+      write_event ("die", M.exit_code);
+      final_end ();
+      runtime_delete ();
+      return;
+    }
   runtime_delete ();
   if (M.oom_killed)
     write_event ("oom", -1);
   write_event ("die", M.exit_code);
 
-  if (!should_restart ())
+  if (!restart)
     {
       final_end ();
       return;
@@ -2348,7 +2360,7 @@ main (int argc, char **argv)
     }                                                                                                                  \
   while (0)
       if (M.phase == P_DRAINING)
-        WAKE_AT (M.drain_deadline);
+        WAKE_AT (M.out_fd[0] < 0 && M.out_fd[1] < 0 ? now : M.drain_deadline); /* EOF may have come first */
       if (M.phase == P_RESTARTING)
         WAKE_AT (M.restart_at < now + 100 ? M.restart_at : now + 100); /* and look for stop-requested */
       if (M.phase == P_CLEANUP_WAIT)
