@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -75,6 +76,13 @@ def main() -> None:
         podman_image = "localhost/busybox:latest"
         if subprocess.run(["podman", "image", "exists", podman_image]).returncode != 0:
             podman_image = "docker.io/library/busybox:latest"
+        # podman's crun refuses hybrid cgroup hosts, and podman asks for rlimits above what a
+        # process without CAP_SYS_RESOURCE may give: runc, with this process's own limits
+        podman_opts = ["--runtime", "runc"]
+        for flag, num, want in (("nofile", resource.RLIMIT_NOFILE, 20000), ("nproc", resource.RLIMIT_NPROC, 32768)):
+            hard = resource.getrlimit(num)[1]
+            value = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            podman_opts += ["--ulimit", f"{flag}={value}:{value}"]
         bundle = os.path.join(work, "bundle")
         subprocess.run([os.path.join(HERE, "..", "scripts", "busybox-bundle.sh"), bundle], check=True,
                        stdout=subprocess.DEVNULL)
@@ -88,7 +96,7 @@ def main() -> None:
         cases = {
             "budu run --rm": lambda: timed(["budu", "run", "--rm", "busybox", "true"], env),
             "podman run --rm --network none": lambda: timed(
-                ["podman", "run", "--rm", "--network", "none", podman_image, "true"]),
+                ["podman", "run", "--rm", "--network", "none", *podman_opts, podman_image, "true"]),
         }
         n = [0]
 
@@ -123,7 +131,7 @@ def main() -> None:
 
         subprocess.run(["budu", "run", "-d", "--name", "mem", "busybox", "sleep", "60"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
-        pod = subprocess.run(["podman", "run", "-d", "--network", "none", podman_image, "sleep", "60"],
+        pod = subprocess.run(["podman", "run", "-d", "--network", "none", *podman_opts, podman_image, "sleep", "60"],
                              check=True, capture_output=True, text=True).stdout.strip()
         time.sleep(0.5)
         (mon,) = pids_named("budu-monitor", root)

@@ -202,10 +202,13 @@ class Monitor:
         line, _, self._buf = self._buf.partition(b"\n")
         return json.loads(line)
 
-    def start(self) -> dict:
+    def start(self, expect_error: bool = False) -> dict:
         assert self.sync is not None
         self.sync.sendall(b"start\n")
         reply = self.read_sync()
+        if expect_error:
+            assert set(reply) == {"error"}, reply
+            return reply
         assert reply == {"started": True}, reply
         assert self.sync.recv(1) == b"", "the sync fd stays open after start"
         self.sync.close()
@@ -214,7 +217,7 @@ class Monitor:
 
     def run(self, *extra: str) -> dict:
         reply = self.launch(*extra)
-        assert "pid" in reply, reply
+        assert "pid" in reply or reply == {"ready": True}, reply
         self.start()
         return self.status()
 

@@ -39,13 +39,16 @@ def test_lifecycle(monitor, runtime, bundle):
     reply = m.launch()
     assert m.launched.returncode == 0 and m.launched.stderr == b""
     assert m.launch_seconds < 1, "the caller's wait must return at once"
-    assert set(reply) == {"pid"} and alive(reply["pid"])
+    # no terminal: the runtime's `run --detach` creates and starts it at once, on `start`
+    assert reply == {"ready": True}
+    assert m.id not in runtime.list()
     assert not os.path.exists(m.path("status")), "created: no status file yet"
     assert os.path.exists(m.path("attach"))
 
     m.start()
     st = m.status()
-    assert st["status"] == "running" and st["pid"] == reply["pid"]
+    assert st["status"] == "running" and alive(st["pid"])
+    pid = st["pid"]
     assert alive(st["monitor_pid"]) and os.getsid(st["monitor_pid"]) == st["monitor_pid"]
     assert TIME_RE.match(st["started_at"]) and st["finished_at"] == "0001-01-01T00:00:00Z"
     assert "health" not in st
@@ -59,7 +62,7 @@ def test_lifecycle(monitor, runtime, bundle):
     assert all(TIME_RE.match(e["time"]) and list(e) == ["log", "stream", "time"] for e in log)
     assert m.id not in runtime.list(), "the runtime's container is deleted"
     assert not os.path.exists(m.path("attach"))
-    assert not alive(reply["pid"])
+    assert not alive(pid)
 
 
 def test_events_are_docker_shaped(monitor, budu, bundle):
@@ -99,7 +102,8 @@ def test_bad_flag(monitor_bin):
 def test_runtime_missing(monitor, budu, bundle):
     m = monitor(budu, bundle)
     m.rt = type(budu)("missing", "/nonexistent/runtime", budu.root)
-    reply = m.launch()
+    assert m.launch() == {"ready": True}
+    reply = m.start(expect_error=True)
     assert "/nonexistent/runtime" in reply["error"]
     m.wait_gone()
     assert not os.path.exists(m.path("attach"))
@@ -197,7 +201,7 @@ def test_survives_its_caller(monitor, budu, bundle):
         argv[argv.index("--sync-fd") + 1] = str(theirs.fileno())
         subprocess.run(argv, pass_fds=[theirs.fileno()], check=True)
         theirs.close()
-        assert b"pid" in ours.recv(100)
+        assert b"ready" in ours.recv(100)
         ours.sendall(b"start\\n")
         assert ours.recv(100) == b'{{"started": true}}\\n'
         os.kill(os.getpid(), 9)
@@ -311,7 +315,8 @@ def test_long_bundle_path(monitor, attach, budu, bundle, tmp_path):
 def test_create_failure(monitor, runtime, bundle):
     bundle.args("/nonexistent-binary")
     m = monitor(runtime, bundle)
-    reply = m.launch()
+    assert m.launch() == {"ready": True}
+    reply = m.start(expect_error=True)
     assert set(reply) == {"error"} and "nonexistent-binary" in reply["error"]
     assert "level=" not in reply["error"] and '"msg"' not in reply["error"]
     m.wait_gone()
@@ -320,10 +325,11 @@ def test_create_failure(monitor, runtime, bundle):
 
 
 def test_engine_gone_before_start(monitor, budu, bundle):
+    bundle.config["process"]["terminal"] = True
     bundle.args("sleep", "30")
     subprocess.run(["mount", "--bind", bundle.rootfs, bundle.rootfs], check=True)
     m = monitor(budu, bundle)
-    pid = m.launch()["pid"]
+    pid = m.launch("--terminal")["pid"]  # with a terminal the container is created before `start`
     assert m.rootfs_mounted()
     m.sync.close()  # EOF before `start`
     m.sync = None
