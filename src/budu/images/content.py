@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -192,13 +190,15 @@ class ContentStore:
         a temporary file renamed into place, and two processes putting the same blob both
         rename identical bytes."""
         algo = _split(expected)[0] if expected else "sha256"
+        import hashlib  # lazily: OpenSSL's start-up costs ~6 ms, and a run never hashes
+
         actual = f"{algo}:{hashlib.new(algo, data).hexdigest()}"
         if expected is not None and actual != expected:
             raise DigestMismatch(f"digest mismatch: expected {expected}, got {actual} ({len(data)} bytes)")
         target = self.path(actual)
         if os.path.exists(target):
             return actual
-        tmp = os.path.join(self._ingest, f".put-{uuid.uuid4().hex}")  # hidden: ingests() skips it
+        tmp = os.path.join(self._ingest, f".put-{os.urandom(16).hex()}")  # hidden: ingests() skips it
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             view = memoryview(data)
@@ -247,6 +247,8 @@ class ContentStore:
         self.writer(key, timeout=timeout).abort()
 
     def _ingest_dir(self, key: str) -> str:
+        import hashlib  # lazily: OpenSSL's start-up costs ~6 ms, and a run never hashes
+
         return os.path.join(self._ingest, hashlib.sha256(key.encode()).hexdigest())
 
 
@@ -350,6 +352,8 @@ class Writer:
 
         algo = self.expected.partition(":")[0] if self.expected else "sha256"
         self._algo = algo
+        import hashlib  # lazily: OpenSSL's start-up costs ~6 ms, and a run never hashes
+
         self._hash = hashlib.new(algo)
         self._fd = os.open(data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         # Resume: re-hash what a previous writer left (cheaper to reason about than saved state).
@@ -376,6 +380,8 @@ class Writer:
         self._check_open()
         os.ftruncate(self._fd, 0)
         os.lseek(self._fd, 0, os.SEEK_SET)
+        import hashlib  # lazily: OpenSSL's start-up costs ~6 ms, and a run never hashes
+
         self._hash = hashlib.new(self._algo)
         self.offset = 0
 
@@ -443,7 +449,7 @@ class Writer:
             self._fd = -1
         # Rename first, so that the key's path is free the moment we let go of the lock: a writer
         # waiting on our lock file then sees it is gone and locks a fresh one.
-        trash = os.path.join(self.store._ingest, f".trash-{uuid.uuid4().hex}")
+        trash = os.path.join(self.store._ingest, f".trash-{os.urandom(16).hex()}")
         try:
             os.rename(self.dir, trash)
         except FileNotFoundError:

@@ -8,12 +8,10 @@ fetched again; blobs download in parallel and unpack in order as they arrive.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +67,8 @@ def parse_platform(text: str) -> Platform:
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """The OCI chain id of each layer stack: what a snapshot is keyed by."""
+    import hashlib  # lazily: OpenSSL's start-up costs ~6 ms, and a run never hashes
+
     out: list[str] = []
     for d in diff_ids:
         out.append(d if not out else "sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
@@ -228,7 +228,7 @@ class Images:
                         futures[i].result()
                         continue
                     parent = chains[i - 1] if i else None
-                    key = f"extract-{os.getpid()}-{uuid.uuid4().hex[:12]}-{chains[i]}"
+                    key = f"extract-{os.getpid()}-{os.urandom(6).hex()}-{chains[i]}"
                     self.snapshots.prepare(key, parent)
                     try:
                         report("extract", layers[i]["digest"], 0, 0)
