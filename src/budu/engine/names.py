@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import os
 
 LEFT = ("admiring adoring affectionate agitated amazing angry awesome beautiful blissful bold boring brave busy "
         "charming clever compassionate competent condescending confident cool cranky crazy dazzling determined "
@@ -34,12 +34,15 @@ RIGHT = ("agnesi albattani allen almeida antonelli archimedes ardinghelli aryabh
          "wing wozniak wright wu yalow yonath zhukovsky").split()
 
 
+def _pick(words: list[str]) -> str:
+    return words[int.from_bytes(os.urandom(4), "big") % len(words)]
+
+
 def random_name(taken: set[str]) -> str:
-    rng = random.SystemRandom()
     for attempt in range(100):
-        name = f"{rng.choice(LEFT)}_{rng.choice(RIGHT)}"
+        name = f"{_pick(LEFT)}_{_pick(RIGHT)}"
         if attempt > 10:
-            name += str(rng.randint(0, 9))
+            name += str(int.from_bytes(os.urandom(1), "big") % 10)
         if name not in taken:
             return name
-    return f"budu_{rng.getrandbits(48):012x}"
+    return f"budu_{os.urandom(6).hex()}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import stat
 import time
@@ -87,7 +86,7 @@ class Volumes:
             return None
         trash = os.path.join(self.root, _TRASH)
         os.makedirs(trash, mode=0o700, exist_ok=True)
-        dst = os.path.join(trash, f"{name}-{secrets.token_hex(4)}")
+        dst = os.path.join(trash, f"{name}-{os.urandom(4).hex()}")
         os.rename(src, dst)
         return dst
 
@@ -101,7 +100,7 @@ class Volumes:
         if driver not in ("", "local"):
             raise ConfigError(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
         if name is None or name == "":
-            name = secrets.token_hex(32)
+            name = os.urandom(32).hex()
         elif not NAME_RE.fullmatch(name):
             raise ConfigError(f'create {name}: "{name}" includes invalid characters for a local volume name, '
                               f'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
