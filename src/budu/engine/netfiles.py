@@ -6,7 +6,8 @@ import os
 
 HOSTS_BASE = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
               "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
-DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")  # docker's fallback when the host only has a local resolver
+DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")
+RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"  # docker's fallback when the host only has a local resolver
 
 
 def _read(path: str) -> str:
@@ -36,7 +37,10 @@ def hosts(hostname: str, extra_hosts: list[str], addresses: list[str], host_netw
 def resolv_conf(host_network: bool, dns: list[str], search: list[str], options: list[str],
                 host_file: str = "/etc/resolv.conf") -> str:
     """The host's resolver configuration, minus loopback nameservers a container cannot reach."""
-    lines = _read(host_file).splitlines()
+    text = _read(host_file)
+    if not host_network and "nameserver 127.0.0.53" in text and os.path.exists(RESOLVED_UPSTREAM):
+        text = _read(RESOLVED_UPSTREAM)  # systemd-resolved's stub is the host's own: use its upstreams
+    lines = text.splitlines()
     servers = [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
     searches = [w for ln in lines if ln.startswith(("search", "domain")) for w in ln.split()[1:]]
     opts = [w for ln in lines if ln.startswith("options") for w in ln.split()[1:]]
