@@ -16,7 +16,7 @@ fi
 # libseccomp for seccomp, the network tools, gcc for budu's small C container monitor, and tini
 # (docker's `--init`).
 pkgs=(runc crun podman containerd conmon skopeo umoci docker-registry busybox-static debootstrap
-      libseccomp2 gcc libc6-dev tini iproute2 iptables nftables containernetworking-plugins procps util-linux
+      libseccomp2 gcc libc6-dev python3-dev tini aardvark-dns iproute2 iptables nftables containernetworking-plugins procps util-linux
       hyperfine bats ca-certificates python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -51,6 +51,7 @@ if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv"
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[test]"
+"$here/scripts/build-runtime-ext.sh" "$venv/bin/python"   # budu-runtime's C extension (mandatory)
 
 "$venv/bin/python" -m compileall -q "$here/src" >/dev/null   # a start must not compile bytecode
 

@@ -324,7 +324,7 @@ def test_namespaces(rootfs, volumes):
     cgroup = [("cgroup", None)] if resources.cgroup_v2() else []
     s = make(rootfs, volumes)
     assert ns_types(s) == [("mount", None), ("network", None), ("uts", None), ("pid", None), ("ipc", None), *cgroup]
-    assert s["hooks"]["createContainer"][0]["args"] == ["ip", "link", "set", "lo", "up"]
+    assert "hooks" not in s  # lo comes up by the runtime itself, as with runc and crun
     s = make(rootfs, volumes, netns="host", host_config={"PidMode": "host", "IpcMode": "host",
                                                          "CgroupnsMode": "private"})
     assert ns_types(s) == [("mount", None), ("uts", None), ("cgroup", None)]

@@ -157,6 +157,35 @@ def test_join_namespace_by_path(runtime, bundle):
         holder.wait()
 
 
+@pytest.mark.parametrize("how", ["new", "path"])
+def test_pid_namespace_and_hooks_outside_it(runtime, bundle, tmp_path, how):
+    # the container's process is in its pid namespace (a new one, or one joined by path), while
+    # hooks the runtime runs after forking it are in the runtime's own
+    holder = None
+    if how == "path":
+        holder = subprocess.Popen(["unshare", "--pid", "--fork", "sleep", "60"])
+    try:
+        if holder is not None:
+            deadline = time.monotonic() + 5
+            while not open(f"/proc/{holder.pid}/task/{holder.pid}/children").read().split():
+                assert time.monotonic() < deadline, "unshare did not start its child"
+                time.sleep(0.02)
+            for n in bundle.config["linux"]["namespaces"]:
+                if n["type"] == "pid":
+                    n["path"] = f"/proc/{holder.pid}/ns/pid_for_children"
+        out = tmp_path / "hook-pidns"
+        bundle.config["hooks"] = {"prestart": [
+            {"path": "/bin/sh", "args": ["sh", "-c", f"readlink /proc/self/ns/pid > {out}"]}]}
+        bundle.write()
+        comm, own = probe(runtime, bundle, "cat /proc/1/comm; echo $$").split()
+        assert (comm, own) == (("sh", "1") if how == "new" else ("sleep", "2"))
+        assert out.read_text().strip() == host_ns("pid")
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+
+
 def test_pid_namespace_init_is_pid_1(runtime, bundle):
     # pid 1 is the shell, and every pid is the namespace's own (small), not the host's
     out = probe(runtime, bundle, "echo $$; cat /proc/1/comm; ps -o pid= | sort -n | tail -1")
@@ -371,7 +400,10 @@ def test_hooks_order_and_state(runtime, bundle, tmp_path):
         time.sleep(0.02)
     after = [line.split()[0] for line in log.read_text().split("\n") if line]
     assert after[:4] == ["prestart", "createRuntime", "createContainer", "poststart"]
-    inside_log = open(os.path.join(inside, "start.log")).read().split("\n")
+    start_log = os.path.join(inside, "start.log")
+    while open(start_log).read().count("\n") < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the container's own line comes once it runs, maybe after `start` returns
+    inside_log = open(start_log).read().split("\n")
     assert inside_log[0].startswith("startContainer ") and inside_log[1] == "main"
     time.sleep(0.3)
     runtime.ok("delete", cid)

@@ -11,9 +11,7 @@ which docker creates too.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import sys
 
 from budu.engine import resources, seccomp_profile, users
 from budu.engine.mounts import clean
@@ -79,9 +77,7 @@ def build_spec(*, container_id: str, rootfs: str, image_config: dict, config: di
             spec["domainname"] = config["Domainname"]
     # last: a volume with mount options gets mounted on the host here
     spec["mounts"] = _mounts(hc, mounts, files, volumes, privileged)
-    spec["linux"] = lx
-    if netns is None:
-        spec["hooks"] = {"createContainer": [_loopback_up_hook()]}
+    spec["linux"] = lx  # a new network namespace gets lo up from the runtime (budu-runtime, runc, crun)
     return spec
 
 
@@ -436,15 +432,3 @@ def _seccomp(option: str, cap_list: list[str], privileged: bool) -> dict | None:
     else:
         profile = seccomp_profile.parse(option)
     return seccomp_profile.to_oci(profile, cap_list)
-
-
-def _loopback_up_hook() -> dict:
-    """A new network namespace has `lo` down; docker's containers (runc, crun) have it up.  This
-    createContainer hook runs in the container's namespaces before pivot_root, so the host's `ip`
-    is still reachable; runc and crun bring lo up themselves and the hook is then a no-op."""
-    ip = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin")
-    if ip:
-        return {"path": ip, "args": ["ip", "link", "set", "lo", "up"]}
-    script = ("import fcntl,socket,struct;s=socket.socket();r=fcntl.ioctl(s,0x8913,struct.pack('16sH14x',b'lo',0));"
-              "f=struct.unpack('16sH14x',r)[1];fcntl.ioctl(s,0x8914,struct.pack('16sH14x',b'lo',f|1))")
-    return {"path": sys.executable, "args": ["python3", "-S", "-c", script]}

@@ -1,16 +1,19 @@
 """Thin, typed wrappers over the Linux syscalls Python 3.11 lacks (mount, unshare, setns, pivot_root...).
 
 Every call raises OSError with errno and a message that names the operation and its arguments, so
-that a failure deep in container init can be reported as one clear line.  Only ctypes, os and
-errno are imported: this module is on the hot path of every container start.
+that a failure deep in container init can be reported as one clear line.  The calls themselves are
+made by the small C extension `_budukernel` (built by scripts/build-runtime-ext.sh): this module is
+on the hot path of every container start, and ctypes alone would cost ~4 ms of each.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 
-_libc = ctypes.CDLL(None, use_errno=True)
+try:
+    from budu.kernel import _budukernel as _k
+except ImportError as e:  # pragma: no cover - a source tree that was never installed
+    raise ImportError(f"{e}: build it with scripts/build-runtime-ext.sh (scripts/install.sh does)") from None
 
 # clone(2) / unshare(2) / setns(2) flags
 CLONE_NEWNS = 0x00020000
@@ -60,105 +63,72 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
-_SYS_pivot_root = 155  # x86_64
-_SYS_capget = 125
-_SYS_capset = 126
-_SYS_setns = 308
-_SYS_unshare = 272
-
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.syscall.restype = ctypes.c_long
-
 
 def _check(ret: int, what: str) -> int:
     if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise OSError(-ret, f"{what}: {os.strerror(-ret)}")
     return ret
 
 
-def _b(s: str | bytes | None) -> bytes | None:
-    if s is None or isinstance(s, bytes):
-        return s
-    return s.encode()
-
-
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
-    _check(
-        _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)),
-        f"mount {source or fstype or 'none'} on {target}",
-    )
+    _check(_k.mount(source, target, fstype, flags, data), f"mount {source or fstype or 'none'} on {target}")
 
 
 def umount(target: str, flags: int = 0) -> None:
-    _check(_libc.umount2(_b(target), flags), f"umount {target}")
+    _check(_k.umount2(target, flags), f"umount {target}")
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags), f"unshare({flags:#x})")
+    _check(_k.unshare(flags), f"unshare({flags:#x})")
 
 
 def setns(fd: int, nstype: int = 0, what: str = "") -> None:
-    _check(_libc.setns(fd, nstype), f"setns {what or fd}")
+    _check(_k.setns(fd, nstype), f"setns {what or fd}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _check(_libc.syscall(_SYS_pivot_root, _b(new_root), _b(put_old)), f"pivot_root {new_root}")
+    _check(_k.pivot_root(new_root, put_old), f"pivot_root {new_root}")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+    return _check(_k.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+def loopback_up() -> None:
+    _check(_k.loopback_up(), "bringing up lo in the new network namespace")
 
 
 def sethostname(name: str) -> None:
-    b = name.encode()
-    _check(_libc.sethostname(b, len(b)), f"sethostname {name!r}")
+    _check(_k.sethostname(name.encode()), f"sethostname {name!r}")
 
 
 def setdomainname(name: str) -> None:
-    b = name.encode()
-    _check(_libc.setdomainname(b, len(b)), f"setdomainname {name!r}")
+    _check(_k.setdomainname(name.encode()), f"setdomainname {name!r}")
 
 
-# --- capabilities (capget/capset with the v3 ABI: two 32-bit words per set) ---
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+def prlimit(resource: int, soft: int, hard: int) -> None:
+    """Set a resource limit of this process (-1: unlimited); without the `resource` module's import."""
+    _check(_k.prlimit(resource, soft, hard), f"setrlimit({resource})")
 
 
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+def getrlimit(resource: int) -> tuple[int, int]:
+    """(soft, hard) resource limit of this process (-1: unlimited)."""
+    ret, soft, hard = _k.getrlimit(resource)
+    _check(ret, f"getrlimit({resource})")
+    return soft, hard
 
+
+# capabilities: capget/capset with the v3 ABI, as 64-bit masks
 
 def capget(pid: int = 0) -> tuple[int, int, int]:
     """Return (effective, permitted, inheritable) of a process as 64-bit masks."""
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
-    data = (_CapData * 2)()
-    _check(_libc.syscall(_SYS_capget, ctypes.byref(hdr), data), "capget")
-    return (
-        data[0].effective | data[1].effective << 32,
-        data[0].permitted | data[1].permitted << 32,
-        data[0].inheritable | data[1].inheritable << 32,
-    )
+    ret, effective, permitted, inheritable = _k.capget(pid)
+    _check(ret, "capget")
+    return effective, permitted, inheritable
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for i, shift in ((0, 0), (1, 32)):
-        data[i].effective = (effective >> shift) & 0xFFFFFFFF
-        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.syscall(_SYS_capset, ctypes.byref(hdr), data), "capset")
+    _check(_k.capset(effective, permitted, inheritable), "capset")
 
 
 def last_cap() -> int:

@@ -48,35 +48,6 @@ _BLKIO_THROTTLE = (
 )
 
 
-def prime_attach() -> int:
-    """Start the kernel's wait for moving a process between cgroups, in a child, now.
-
-    The first write to any cgroup.procs after a quiet spell waits for an RCU grace period (10-25 ms
-    on a small VM) before the kernel takes its global lock for migrations; later writes within a
-    grace period do not.  A child that moves itself into the cgroup it is already in (a no-op)
-    pays that wait while the runtime parses the config and builds the container's cgroup, so the
-    real attach later finds the lock warm.  Returns the child's pid (reap it), or 0.
-    """
-    path = None
-    for line in (_read(PROC_SELF_CGROUP) or "").splitlines():
-        _, ctrls, rel = line.split(":", 2)
-        if ctrls == "":
-            path = f"{DEFAULT_ROOT}{rel.rstrip('/')}/cgroup.procs" if path is None else path
-        elif "pids" in ctrls.split(","):
-            path = f"{DEFAULT_ROOT}/{ctrls}{rel.rstrip('/')}/cgroup.procs"
-    if path is None or not os.path.exists(path):
-        return 0
-    pid = os.fork()
-    if pid == 0:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            os.write(fd, b"0")
-        except OSError:
-            pass
-        os._exit(0)
-    return pid
-
-
 # --------------------------------------------------------------------------- small file helpers
 
 
@@ -344,6 +315,13 @@ def _rmdir(path: str) -> None:
 
 def _remove_tree(d: str) -> None:
     """Remove a cgroup and every cgroup below it (children first); missing is fine."""
+    try:
+        os.rmdir(d)  # the usual case: no cgroups below, no process left
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
     for top, _dirs, _files in os.walk(d, topdown=False):
         _rmdir(top)
 
@@ -437,12 +415,10 @@ class Cgroup:
 
     # ----------------------------------------------------------------- create
 
-    def create(self, resources: dict | None = None, dirs_made=None) -> None:  # dirs_made: Callable[[], None]
+    def create(self, resources: dict | None = None) -> None:
         """Make the cgroup's directories, enable what it needs, then apply `resources`.
 
-        `dirs_made` is called between the two: the last point where nothing else needs the
-        kernel's cgroup lock (the runtime starts `prime_attach` there).  On failure the caller
-        should ``destroy()``: directories made so far stay for it to remove.
+        On failure the caller should ``destroy()``: directories made so far stay for it to remove.
         """
         r = resources or {}
         if self.mode == "v2":
@@ -469,8 +445,6 @@ class Cgroup:
                     self._cpuset_fill(d, made, r.get("cpu") or {})
             if self._unified is not None and self._unified_mnt is not None:
                 self._mkdirs(self._unified_mnt, self._unified)
-        if dirs_made is not None:
-            dirs_made()
         self.update(r)
 
     @staticmethod

@@ -1,106 +1,45 @@
 """`budu-runtime`: runc's command line, so that containerd, conmon and Podman can drive budu.
 
 Kept lean on purpose: a container start is a fresh interpreter each time, so nothing here imports
-more than the verb in hand needs.
+more than the verb in hand needs.  Nothing at all at first: `create`, `run` and `exec` start the
+cgroup primer (see primer.py) before anything else is imported, even `os` or budu's errors.
 """
 
-from __future__ import annotations
-
-import os
 import sys
 
-from budu.errors import BuduError
-from budu.kernel.flags import Flag, parse
-
-USAGE = """usage: budu-runtime [global flags] COMMAND [flags] [arguments]
-
-An OCI runtime (runtime-spec 1.x) with runc's command line.
-
-Commands:
-  create     create a container from a bundle, its process waiting for `start`
-  start      run the process of a created container
-  run        create and start a container, wait for it, then delete it (unless --keep)
-  state      print the state of a container as JSON
-  kill       send a signal to a container's init (or, with --all, to all its processes)
-  delete     delete a container and everything it holds
-  exec       run another process in a running container
-  list       list containers
-  ps         show the processes of a container
-  pause      freeze every process of a container
-  resume     thaw a paused container
-  update     change a container's cgroup resources
-  features   print what this runtime supports, as JSON
-  spec       write a default config.json
-
-Global flags:
-  --root DIR            state directory (default /run/budu-runtime)
-  --log FILE            also write errors to FILE
-  --log-format FORMAT   text or json
-  --debug               log debug messages
-  --systemd-cgroup      read cgroupsPath as slice:prefix:name
-  --version, -v         print the version
-"""
-
-GLOBAL = [
-    Flag("--root", "root", value=True), Flag("--log", "log", value=True),
-    Flag("--log-format", "log_format", value=True, default="text"), Flag("--debug", "debug"),
-    Flag("--systemd-cgroup", "systemd_cgroup"), Flag("--rootless", "rootless", value=True),
-    Flag("--criu", "criu", value=True), Flag("--version,-v", "version"), Flag("--help,-h", "help"),
-]
-_CREATE = [
-    Flag("--bundle,-b", "bundle", value=True, default="."), Flag("--pid-file", "pid_file", value=True),
-    Flag("--console-socket", "console_socket", value=True), Flag("--no-pivot", "no_pivot"),
-    Flag("--no-new-keyring", "no_new_keyring"), Flag("--preserve-fds", "preserve_fds", value=True),
-    Flag("--help,-h", "help"),
-]
-VERBS: dict[str, list[Flag]] = {
-    "create": _CREATE,
-    "run": _CREATE + [Flag("--detach,-d", "detach"), Flag("--keep", "keep")],
-    "start": [Flag("--help,-h", "help")],
-    "state": [Flag("--help,-h", "help")],
-    "kill": [Flag("--all,-a", "all"), Flag("--help,-h", "help")],
-    "delete": [Flag("--force,-f", "force"), Flag("--help,-h", "help")],
-    "exec": [
-        Flag("--process,-p", "process", value=True), Flag("--tty,-t", "tty"), Flag("--detach,-d", "detach"),
-        Flag("--pid-file", "pid_file", value=True), Flag("--console-socket", "console_socket", value=True),
-        Flag("--env,-e", "env", value=True, multi=True), Flag("--user,-u", "user", value=True),
-        Flag("--cwd", "cwd", value=True), Flag("--cap,-c", "cap", value=True, multi=True),
-        Flag("--no-new-privs", "no_new_privs"), Flag("--preserve-fds", "preserve_fds", value=True),
-        Flag("--additional-gids,-g", "gids", value=True, multi=True),
-        Flag("--process-label", "label", value=True), Flag("--apparmor", "apparmor", value=True),
-        Flag("--ignore-paused", "ignore_paused"), Flag("--help,-h", "help"),
-    ],
-    "list": [Flag("--format,-f", "format", value=True, default="table"), Flag("--quiet,-q", "quiet"),
-             Flag("--help,-h", "help")],
-    "ps": [Flag("--format,-f", "format", value=True, default="table"), Flag("--help,-h", "help")],
-    "pause": [Flag("--help,-h", "help")],
-    "resume": [Flag("--help,-h", "help")],
-    "update": [Flag("--resources,-r", "resources", value=True), Flag("--memory", "memory", value=True),
-               Flag("--pids-limit", "pids_limit", value=True), Flag("--cpu-quota", "cpu_quota", value=True),
-               Flag("--cpu-period", "cpu_period", value=True), Flag("--cpu-share", "cpu_shares", value=True),
-               Flag("--cpuset-cpus", "cpuset_cpus", value=True), Flag("--help,-h", "help")],
-    "features": [Flag("--help,-h", "help")],
-    "spec": [Flag("--bundle,-b", "bundle", value=True, default="."), Flag("--rootless", "rootless"),
-             Flag("--help,-h", "help")],
-}
-VERBS["ls"] = VERBS["list"]
-_NEEDS_ID = {"create", "run", "start", "state", "kill", "delete", "exec", "ps", "pause", "resume", "update"}
+from budu.runtime.primer import prime_attach
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # global flags come before the verb
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 1
+        name = argv[i - 1].partition("=")[0]
+        if "=" not in argv[i - 1] and name in ("--root", "--log", "--log-format", "--rootless", "--criu"):
+            i += 1
+    rest = argv[i:]
+    primer = 0
+    if rest and rest[0] in ("create", "run", "exec") and "--help" not in rest and "-h" not in rest:
+        # this call will move a process between cgroups: start the kernel's slow part first of all
+        primer = prime_attach()
+
+    import gc
+    import os
+
+    # No cyclic garbage collection while setting up: in the forked init a collection would turn
+    # the page of every object it visits into a copy-on-write fault (wait_forwarding, which may
+    # last as long as the container, turns it back on).
+    gc.disable()
+
+    from budu.errors import BuduError
+    from budu.kernel.flags import parse
     from budu.runtime import log
+    from budu.runtime.commands import GLOBAL, NEEDS_ID, USAGE, VERBS
 
     try:
-        # global flags come before the verb
-        i = 0
-        while i < len(argv) and argv[i].startswith("-"):
-            i += 1
-            name = argv[i - 1].partition("=")[0]
-            if "=" not in argv[i - 1] and name in ("--root", "--log", "--log-format", "--rootless", "--criu"):
-                i += 1
-        g, rest = parse(argv[:i], GLOBAL)
-        rest = argv[i:]
+        g, _ = parse(argv[:i], GLOBAL)
         log.configure(g["log"], g["log_format"], g["debug"])
         log.debug("main")
         if g["version"]:
@@ -112,19 +51,13 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(USAGE)
             return 0 if g["help"] else 1
         verb = rest[0]
-        primer = 0
-        if verb in ("create", "run", "exec") and "--help" not in rest and "-h" not in rest:
-            # this call will move a process between cgroups: start the kernel's slow part now
-            from budu.runtime import cgroups
-
-            primer = cgroups.prime_attach()
         if verb not in VERBS:
             raise BuduError(f"unknown command {verb!r} (see budu-runtime --help)")
         opts, pos = parse(rest[1:], VERBS[verb], stop_at_positional=verb == "exec", where=f"{verb}: ")
         if opts.get("help"):
             sys.stdout.write(USAGE)
             return 0
-        if verb in _NEEDS_ID and not pos:
+        if verb in NEEDS_ID and not pos:
             raise BuduError(f"{verb}: a container id is required")
         from budu.runtime import container as ct
         from budu.runtime import state
@@ -132,14 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         o = ct.Options(root=g["root"] or state.DEFAULT_ROOT, systemd_cgroup=g["systemd_cgroup"],
                        pid_file=_abs(opts.get("pid_file")), console_socket=_abs(opts.get("console_socket")),
                        preserve_fds=_count(opts.get("preserve_fds"), "--preserve-fds"))
-        try:
-            return _dispatch(verb, opts, pos, o) or 0
-        finally:
-            if primer:
-                try:
-                    os.waitpid(primer, 0)
-                except ChildProcessError:
-                    pass  # already reaped (run adopts and reaps what it finds)
+        return _dispatch(verb, opts, pos, o) or 0
     except BuduError as e:
         log.error(str(e))
         return e.exit_code if e.exit_code != 0 else 1
@@ -151,9 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a bug must still be one line, not a traceback
         log.error(f"internal error: {type(e).__name__}: {e}")
         return 1
+    finally:
+        if primer:
+            from budu.runtime.primer import release
+
+            release()
+            try:
+                os.waitpid(primer, 0)
+            except ChildProcessError:
+                pass  # already reaped (run adopts and reaps what it finds)
 
 
 def _count(value: str | None, flag: str) -> int:
+    from budu.errors import BuduError
+
     if not value:
         return 0
     if not value.isdigit():
@@ -162,6 +99,8 @@ def _count(value: str | None, flag: str) -> int:
 
 
 def _abs(path: str | None) -> str | None:
+    import os
+
     return os.path.abspath(path) if path else None
 
 

@@ -14,7 +14,7 @@ import time
 from budu.errors import BuduError, ConfigError, NotFound, StateError
 from budu.kernel import fastjson
 from budu.kernel import syscalls as sc
-from budu.runtime import spec, state, sync
+from budu.runtime import primer, spec, state, sync
 from budu.runtime.state import State
 
 SIGKILL = 9
@@ -80,11 +80,19 @@ def _hook_state(st: State, status: str) -> dict:
     return out
 
 
-def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) -> State:
+def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None, config: dict | None = None,
+           start: bool = False) -> State:
+    """Create a container from `bundle` (its config.json already loaded by the caller, or not).
+
+    With `start` (run), the start signal goes into the exec fifo right away: init goes on to the
+    user's process as soon as it is created, without a round trip through this process.
+    """
+    from budu.runtime import init
     from budu.runtime import log
 
     log.debug("create: start")
-    config = spec.load(bundle)
+    if config is None:
+        config = spec.load(bundle)
     if "process" not in config:
         raise ConfigError("process: missing (a container needs a process to run)")
     lx = config.get("linux") or {}
@@ -93,65 +101,86 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
         raise ConfigError("linux.namespaces: budu-runtime needs a mount namespace")
     if config["process"].get("terminal") and console_fd is None and not opts.console_socket:
         raise ConfigError("process.terminal is true but no --console-socket was given")
-
-    from budu.runtime import cgroups
-    from budu.runtime import hooks as hk
-    from budu.runtime import init
+    hooks = config.get("hooks") or {}
 
     st = state.new(opts.root, cid)
     cg = None
     pid = 0
+    c1 = 0
     try:
         os.mkfifo(st.fifo, 0o600)
-        cg_path = cgroups.resolve_path(lx.get("cgroupsPath"), cid, opts.systemd_cgroup)
-        hooks = config.get("hooks") or {}
-        st.data = {
-            "id": cid, "ociVersion": config["ociVersion"], "bundle": os.path.abspath(bundle),
-            "rootfs": config["root"]["path"], "created": state.iso_now(), "creating": True,
-            "cgroupPath": cg_path, "annotations": config.get("annotations") or {},
-            "namespaces": lx.get("namespaces") or [], "process": config["process"],
-            "seccomp": lx.get("seccomp"), "hooks": {k: hooks[k] for k in ("poststart", "poststop") if k in hooks},
-        }
-        st.save()  # from here a crash leaves a record that `delete -f` can clean up
-        config["_budu"] = {"cgroupPath": cg_path, "fifo": st.fifo, "consoleSocket": opts.console_socket,
-                           "preserveFds": opts.preserve_fds}
-
-        parent, child = sync.pair()
         # init holds the fifo from here on: it may not be able to open it itself (a user namespace)
         fifo_fd = os.open(st.fifo, os.O_RDWR | os.O_CLOEXEC)
-        config["_budu"]["fifoFd"] = fifo_fd
+        config["_budu"] = {"fifo": st.fifo, "consoleSocket": opts.console_socket, "preserveFds": opts.preserve_fds,
+                           "fifoFd": fifo_fd}
+        # every module the container's side needs, imported once here rather than after the fork
+        # in a child whose every new page would be a copy-on-write fault
+        init.preload(config["process"], hooks)
+        parent, child = sync.pair()
+        # Fork as soon as the config is known to be valid: the child's namespaces and mounts (on
+        # one core) overlap with the state file and the cgroup made here (on the other).
         log.debug("create: fork")
-        c1 = os.fork()
-        if c1 == 0:
-            parent.close()
-            os._exit(init.intermediate(child, config, console_fd))
+        if init.needs_intermediate(config):
+            c1 = os.fork()
+            if c1 == 0:
+                parent.close()
+                os._exit(init.intermediate(child, config, console_fd))
+        else:
+            try:
+                pid = init.fork_in_pid_namespace(config)
+            except BaseException:
+                child.close()
+                raise
+            if pid == 0:
+                parent.close()
+                os._exit(init.direct(child, config, console_fd))
         child.close()
+        if start:
+            os.write(fifo_fd, b"0")  # init reads it only once it has reported "created"
         os.close(fifo_fd)
         try:
-            # the cgroup is made while the child sets up its namespaces and mounts
+            from budu.runtime import cgroups
+
+            cg_path = cgroups.resolve_path(lx.get("cgroupsPath"), cid, opts.systemd_cgroup)
+            st.data = {
+                "id": cid, "ociVersion": config["ociVersion"], "bundle": os.path.abspath(bundle),
+                "rootfs": config["root"]["path"], "created": state.iso_now(), "creating": True,
+                "cgroupPath": cg_path, "annotations": config.get("annotations") or {},
+                "namespaces": lx.get("namespaces") or [], "process": config["process"],
+                "seccomp": lx.get("seccomp"),
+                "hooks": {k: hooks[k] for k in ("poststart", "poststop") if k in hooks},
+            }
+            st.save()  # from here a crash leaves a record that `delete -f` can clean up
             cg = st.cgroup()  # from the cgroupPath recorded above; the state keeps this one object
             cg.create(_with_default_devices(lx.get("resources")))
-            tag, payload = parent.recv()
-            if tag == sync.USERMAP:
-                _write_id_maps(c1, lx)
-                parent.send(sync.GO)
+            log.debug("create: cgroup made")
+            if c1:  # init's pid comes from C1, after the user namespace's id maps
                 tag, payload = parent.recv()
-            if tag == sync.ERROR:
-                _raise_child(payload)
-            pid = int(payload)
+                if tag == sync.USERMAP:
+                    _write_id_maps(c1, lx)
+                    parent.send(sync.GO)
+                    tag, payload = parent.recv()
+                if tag == sync.ERROR:
+                    _raise_child(payload)
+                pid = int(payload)
             log.debug("create: cgroup add")
             cg.add(pid)
             log.debug("create: cgroup added")
             st.data["pid"] = pid
+            parent.send(sync.GO, fastjson.dumps({"state": _hook_state(st, "created"), "cgroupPath": cg_path}))
+            primer.release()  # the kernel's lock for moves need not stay warm any longer
             st.data["pidStartTime"] = state.proc_start_time(pid)
-            parent.send(sync.GO, fastjson.dumps(_hook_state(st, "created")))
-            _reap(c1)
-            parent.expect(sync.READY)
-            log.debug("create: init ready")
-            creating = _hook_state(st, "creating")
-            hk.run_hooks(hooks.get("prestart"), creating, "prestart")
-            hk.run_hooks(hooks.get("createRuntime"), creating, "createRuntime")
-            parent.send(sync.GO)
+            if c1:
+                _reap(c1)
+            if hooks.get("prestart") or hooks.get("createRuntime"):
+                from budu.runtime import hooks as hk
+
+                parent.expect(sync.READY)
+                log.debug("create: init ready")
+                creating = _hook_state(st, "creating")
+                hk.run_hooks(hooks.get("prestart"), creating, "prestart")
+                hk.run_hooks(hooks.get("createRuntime"), creating, "createRuntime")
+                parent.send(sync.GO)
             parent.expect(sync.CREATED)
             log.debug("create: created")
         except sync.ChildError as e:
@@ -160,7 +189,8 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None) 
             raise BuduError(f"container init failed: {e}") from None
         finally:
             parent.close()
-            _reap(c1)
+            if c1:
+                _reap(c1)
         del st.data["creating"]
         st.save()
         if opts.pid_file:
@@ -271,7 +301,11 @@ def _remove_dir(path: str) -> None:
 
 
 def start(cid: str, opts: Options) -> State:
-    st = state.load(opts.root, cid)
+    return _start(state.load(opts.root, cid))
+
+
+def _start(st: State) -> State:
+    cid = st.id
     status = st.status()
     if status != "created":
         raise StateError(f"cannot start container {cid}: it is {status}, not created")
@@ -286,13 +320,21 @@ def start(cid: str, opts: Options) -> State:
         os.write(fd, b"0")
     finally:
         os.close(fd)
+    _started(st)
+    return st
+
+
+def _started(st: State) -> None:
+    """The container's process is on its way: poststart hooks (their failure is only a warning)."""
+    poststart = (st.data.get("hooks") or {}).get("poststart")
+    if not poststart:
+        return
     from budu.runtime import hooks as hk
 
     try:
-        hk.run_hooks((st.data.get("hooks") or {}).get("poststart"), _hook_state(st, "running"), "poststart")
+        hk.run_hooks(poststart, _hook_state(st, "running"), "poststart")
     except BuduError as e:
         _warn(f"{e} (the container keeps running)")
-    return st
 
 
 def _warn(msg: str) -> None:
@@ -357,12 +399,14 @@ def _destroy(st: State, force: bool) -> None:
                 break
             cg.kill_all(SIGKILL)
             time.sleep(0.005)
-    from budu.runtime import hooks as hk
+    poststop = (st.data.get("hooks") or {}).get("poststop")
+    if poststop:
+        from budu.runtime import hooks as hk
 
-    try:
-        hk.run_hooks((st.data.get("hooks") or {}).get("poststop"), _hook_state(st, "stopped"), "poststop")
-    except BuduError as e:
-        _warn(str(e))
+        try:
+            hk.run_hooks(poststop, _hook_state(st, "stopped"), "poststop")
+        except BuduError as e:
+            _warn(str(e))
     if cg is not None:
         cg.destroy()
     _remove_dir(st.dir)
@@ -387,6 +431,9 @@ def resume(cid: str, opts: Options) -> None:
 def wait_forwarding(pid: int, master: int | None = None) -> int:
     """Wait for our (adopted) child `pid`, forwarding signals to it; return a shell-style code."""
     import _signal
+    import gc
+
+    gc.enable()  # this may last as long as the container does
 
     def forward(signum: int, _frame: object) -> None:
         if signum == 28 and master is not None:
@@ -420,9 +467,9 @@ def wait_forwarding(pid: int, master: int | None = None) -> int:
 def run(cid: str, bundle: str, opts: Options, detach: bool, keep: bool) -> int:
     from budu.runtime import log
 
-    config_terminal = _peek_terminal(bundle)
+    config = spec.load(bundle)
     console_pair = None
-    if config_terminal and not opts.console_socket:
+    if (config.get("process") or {}).get("terminal") and not opts.console_socket:
         if detach:
             raise ConfigError("cannot allocate a terminal for a detached container without --console-socket")
         import socket
@@ -430,7 +477,8 @@ def run(cid: str, bundle: str, opts: Options, detach: bool, keep: bool) -> int:
         console_pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if not detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    st = create(cid, bundle, opts, console_fd=console_pair[1].fileno() if console_pair else None)
+    st = create(cid, bundle, opts, console_fd=console_pair[1].fileno() if console_pair else None, config=config,
+                start=True)
     try:
         master = None
         if console_pair:
@@ -438,7 +486,9 @@ def run(cid: str, bundle: str, opts: Options, detach: bool, keep: bool) -> int:
 
             console_pair[1].close()
             master = console.recv_fd(console_pair[0].detach())
-        start(cid, opts)
+        os.unlink(st.fifo)  # the start signal went with create: the container is running
+        _started(st)
+        log.debug("run: started")
         if detach:
             return 0
         code = wait_forwarding(st.pid, master)
@@ -451,14 +501,6 @@ def run(cid: str, bundle: str, opts: Options, detach: bool, keep: bool) -> int:
         _destroy(st, True)
     log.debug("run: deleted")
     return code
-
-
-def _peek_terminal(bundle: str) -> bool:
-    try:
-        config = spec.load(bundle)
-    except BuduError:
-        return False  # create reports the problem
-    return bool((config.get("process") or {}).get("terminal"))
 
 
 def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
@@ -513,6 +555,7 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
         cg = st.cgroup()
         if cg is not None:
             cg.add(c1)
+        primer.release()
         parent.send(sync.GO)
         pid2 = int(parent.expect(sync.PID))
         _reap(c1)

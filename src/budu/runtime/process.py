@@ -7,6 +7,7 @@ across the uid change) → capability sets → no_new_privs → seccomp, as clos
 from __future__ import annotations
 
 import os
+import signal  # before pivot_root: the container's root has no stdlib
 
 from budu.errors import BuduError, ConfigError
 from budu.kernel import caps as capslib
@@ -17,22 +18,18 @@ from budu.runtime.spec import RLIMITS
 def apply_rlimits(rlimits: list[dict] | None) -> None:
     if not rlimits:
         return
-    import resource
-
     for r in rlimits:
         num = RLIMITS[r["type"]]
+        soft, hard = _lim(r["soft"]), _lim(r["hard"])
         try:
-            resource.setrlimit(num, (_lim(r["soft"]), _lim(r["hard"])))
-        except (ValueError, OSError) as e:
-            # Python reports EPERM (raising the hard limit) as ValueError too: tell the two apart
-            soft, hard = _lim(r["soft"]), _lim(r["hard"])
+            sc.prlimit(num, soft, hard)
+        except OSError as e:
             if hard != -1 and (soft == -1 or soft > hard):
                 raise ConfigError(f"process.rlimits: {r['type']} soft {r['soft']} exceeds hard {r['hard']}") from None
-            _soft, hard = resource.getrlimit(num)
+            _soft, cur_hard = sc.getrlimit(num)
             raise ConfigError(
-                f"process.rlimits: cannot set {r['type']} to {r['soft']}:{r['hard']}:"
-                f" {getattr(e, 'strerror', None) or 'operation not permitted'}"
-                f" (the runtime's hard limit is {_fmt(hard)} and raising it needs CAP_SYS_RESOURCE)"
+                f"process.rlimits: cannot set {r['type']} to {r['soft']}:{r['hard']}: {os.strerror(e.errno).lower()}"
+                f" (the runtime's hard limit is {_fmt(cur_hard)} and raising it needs CAP_SYS_RESOURCE)"
             ) from None
 
 
@@ -167,4 +164,8 @@ def exec_process(path: str, process: dict, preserve_fds: int = 0) -> None:
     """execve, with only stdio and the `preserve_fds` descriptors after it (3, 4, ...) open:
     nothing the caller leaked reaches the container."""
     os.closerange(3 + preserve_fds, 1 << 20)
+    # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across execve, and a
+    # container's `yes | head` would never end.  The container starts with the defaults.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     os.execve(path, process["args"], build_env(process.get("env")))

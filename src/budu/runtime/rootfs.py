@@ -143,7 +143,8 @@ def prepare_root(rootfs: str, propagation: str) -> None:
     """Make the new mount namespace private enough for pivot_root, then bind the rootfs to itself."""
     flag = _PROPAGATION.get(propagation) or (sc.MS_SLAVE | sc.MS_REC)
     sc.mount(None, "/", None, flag)
-    _make_parent_private(rootfs)
+    if not flag & sc.MS_REC or flag & sc.MS_SHARED:
+        _make_parent_private(rootfs)  # else the recursive change above left no shared mount
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
 
 
@@ -253,7 +254,10 @@ def _mount_cgroup(target: str, opts: MountSpec, cgroup_path: str | None) -> None
     for name, host_mp in sorted(hierarchies.items()):
         sub_name = os.path.basename(host_mp)
         sub = os.path.join(target, sub_name)
-        os.makedirs(sub, exist_ok=True)
+        try:
+            os.mkdir(sub, 0o755)  # in the tmpfs just mounted
+        except FileExistsError:
+            pass
         src = os.path.join(host_mp, (cgroup_path or "/").lstrip("/"))
         if not os.path.isdir(src):
             src = host_mp
@@ -284,6 +288,17 @@ def _cgroup_mounts() -> dict[str, str]:
     return out
 
 
+def covers_dev(rootfs: str, mounts: list[dict]) -> bool:
+    """Whether any of `mounts` could hide /dev's nodes: a destination at /dev, below it or above
+    it, as written or as it resolves inside the rootfs now."""
+    dev = secure_join(rootfs, "/dev")
+    for m in mounts:
+        for target in (os.path.normpath(rootfs + "/" + m["destination"]), secure_join(rootfs, m["destination"])):
+            if target == dev or target.startswith(dev + "/") or dev.startswith(target.rstrip("/") + "/"):
+                return True
+    return False
+
+
 def create_devices(rootfs: str, devices: list[dict], in_userns: bool, bind_dev: bool) -> None:
     """Default devices unless /dev comes from the host, then the config's own devices."""
     todo: list[tuple[str, str, int, int, int, int, int]] = []
@@ -293,9 +308,13 @@ def create_devices(rootfs: str, devices: list[dict], in_userns: bool, bind_dev: 
     for d in devices:
         mode = d.get("fileMode", 0o666)
         todo.append((d["path"], d["type"], d.get("major", 0), d.get("minor", 0), mode, d.get("uid", 0), d.get("gid", 0)))
+    made: set[str] = set()
     for path, typ, major, minor, mode, uid, gid in todo:
         target = secure_join(rootfs, path)
-        _mkdir_in(rootfs, os.path.dirname(target))
+        parent = os.path.dirname(target)
+        if parent not in made:  # most devices share /dev
+            _mkdir_in(rootfs, parent)
+            made.add(parent)
         if in_userns:
             # mknod is never allowed in a user namespace: bind the host's node instead
             if not os.path.lexists(target):
