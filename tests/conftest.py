@@ -5,9 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 
 import pytest
-from budutest import make_busybox_rootfs
+from budutest import make_busybox_rootfs, sh
+
+ETC_NETNS = "/etc/netns"
+NETWORK_LOCK = "/run/lock/budu-network.lock"
 
 
 def default_config() -> dict:
@@ -50,3 +54,39 @@ def bundle(tmp_path) -> Bundle:
 
 def config_copy(c: dict) -> dict:
     return copy.deepcopy(c)
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("ip", "iptables", "iptables-save", "nft"):
+        if not shutil.which(tool):
+            return f"needs {tool}"
+    if not any(os.access(os.path.join(d, "bridge"), os.X_OK) for d in ("/usr/lib/cni", "/opt/cni/bin")):
+        return "needs the CNI plugins (containernetworking-plugins)"
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_sysctls():  # for every test: containers on bridges make the same changes
+    """The bridge plugin turns net.ipv4.ip_forward on (as docker does): acceptable from budu, but
+    the tests put it back; and remove the /run/netns mount `ip netns` made, /etc/netns and budu's
+    lock file if there were none."""
+    reason = _missing()
+    if reason:
+        pytest.fail(reason)  # no skips: a missing tool is a failure
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        forward = f.read().strip()
+    had_run_netns = os.path.isdir("/run/netns")
+    had_etc_netns = os.path.isdir(ETC_NETNS)
+    had_lock = os.path.exists(NETWORK_LOCK)
+    yield
+    if not had_lock and os.path.exists(NETWORK_LOCK):
+        os.unlink(NETWORK_LOCK)
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write(forward)
+    if not had_run_netns and os.path.isdir("/run/netns") and not os.listdir("/run/netns"):
+        sh("umount", "/run/netns")
+        os.rmdir("/run/netns")
+    if not had_etc_netns and os.path.isdir(ETC_NETNS) and not os.listdir(ETC_NETNS):
+        os.rmdir(ETC_NETNS)

@@ -81,6 +81,58 @@ MIGRATIONS: tuple[str, ...] = (
         anonymous INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 3: networks, the endpoints containers have on them, published host ports, network namespaces
+    """
+    CREATE TABLE networks (
+        id          TEXT PRIMARY KEY,         -- 64 hex digits
+        name        TEXT NOT NULL UNIQUE,
+        driver      TEXT NOT NULL,            -- bridge (host and null for the two pseudo networks)
+        subnet      TEXT NOT NULL DEFAULT '',
+        gateway     TEXT NOT NULL DEFAULT '',
+        bridge      TEXT NOT NULL DEFAULT '', -- the linux bridge
+        internal    INTEGER NOT NULL DEFAULT 0,
+        user_subnet INTEGER NOT NULL DEFAULT 0,  -- the subnet was given at create
+        labels      TEXT NOT NULL DEFAULT '{}',
+        options     TEXT NOT NULL DEFAULT '{}',
+        created     REAL NOT NULL
+    );
+    CREATE TABLE endpoints (                  -- written before CNI ADD runs, so a crash leaves a trace
+        id           TEXT PRIMARY KEY,        -- docker's EndpointID
+        network_id   TEXT NOT NULL REFERENCES networks(id),
+        container_id TEXT NOT NULL,
+        ifname       TEXT NOT NULL,
+        netns        TEXT NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('adding', 'attached')),
+        ip           TEXT NOT NULL DEFAULT '',
+        prefix       INTEGER NOT NULL DEFAULT 0,
+        gateway      TEXT NOT NULL DEFAULT '',
+        mac          TEXT NOT NULL DEFAULT '',
+        host_ifname  TEXT NOT NULL DEFAULT '',
+        static_ip    TEXT NOT NULL DEFAULT '',
+        names        TEXT NOT NULL DEFAULT '[]',  -- DNS names: container name, short id...
+        aliases      TEXT NOT NULL DEFAULT '[]',
+        dns_servers  TEXT NOT NULL DEFAULT '[]',  -- where the DNS server forwards this container's queries
+        cni_config   TEXT NOT NULL,           -- the conflist and runtimeConfig ADD ran with (DEL needs them)
+        cni_result   TEXT NOT NULL DEFAULT '',
+        created      REAL NOT NULL,
+        UNIQUE (network_id, container_id),
+        UNIQUE (container_id, ifname)
+    );
+    CREATE INDEX endpoints_container ON endpoints(container_id);
+    CREATE TABLE ports (                      -- host ports budu publishes (DNAT binds nothing, so budu keeps the list)
+        endpoint_id    TEXT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+        host_ip        TEXT NOT NULL,         -- '' for every address
+        host_port      INTEGER NOT NULL,
+        protocol       TEXT NOT NULL,
+        container_port INTEGER NOT NULL,
+        PRIMARY KEY (host_ip, host_port, protocol)
+    );
+    CREATE TABLE netns (
+        container_id TEXT PRIMARY KEY,
+        path         TEXT NOT NULL,
+        created      REAL NOT NULL
+    );
+    """,
 )
 
 

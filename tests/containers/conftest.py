@@ -12,15 +12,26 @@ import signal
 import subprocess
 
 import pytest
-from containertest import Budu, monitors, mounts_under
+from budutest import host_state, wait_for
+from containertest import TEST_BRIDGE, TEST_SUBNET, Budu, monitors, mounts_under
 
 
 @pytest.fixture(scope="session")
 def budu_root(tmp_path_factory):
+    before = host_state()
     root = str(tmp_path_factory.mktemp("engine") / "root")
     b = Budu(root)
     b("image", "bootstrap", "busybox", timeout=300)
     yield root
+    _forget(root)
+    # everything budu made on the host for this root is gone: links, addresses, routes, rules
+    after = wait_for(lambda: (lambda s: s if s == before else None)(host_state()), timeout=15) or host_state()
+    for key in before:
+        assert after[key] == before[key], (f"the host's {key} changed: gone {[x for x in before[key] if x not in after[key]]},"
+                                           f" new {[x for x in after[key] if x not in before[key]]}")
+
+
+def _forget(root: str) -> None:
     for pid in monitors(root):  # nothing may outlive the tests, even after a failure
         try:
             os.kill(pid, signal.SIGKILL)
@@ -33,6 +44,11 @@ def budu_root(tmp_path_factory):
                 subprocess.run([rt, "--root", rt_root, "delete", "--force", cid], capture_output=True)
     for m in sorted(mounts_under(root), key=len, reverse=True):
         subprocess.run(["umount", "-l", m], capture_output=True)
+    from budu.metadata import Database
+    from budu.network import NetworkConfig, Networks
+
+    config = NetworkConfig.from_env({"BUDU_DEFAULT_SUBNET": TEST_SUBNET, "BUDU_DEFAULT_BRIDGE": TEST_BRIDGE})
+    Networks(root, os.path.join(root, "run"), Database(root), config).shutdown()
 
 
 @pytest.fixture

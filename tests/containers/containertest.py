@@ -8,10 +8,15 @@ import subprocess
 import time
 
 
+TEST_SUBNET = "10.198.0.0/16"
+TEST_BRIDGE = "budut1"
+
+
 class Budu:
     def __init__(self, root: str) -> None:
         self.root = root
-        self.env = dict(os.environ, BUDU_ROOT=root)
+        # a default network of the tests' own, so that a real budu on this host is never touched
+        self.env = dict(os.environ, BUDU_ROOT=root, BUDU_DEFAULT_SUBNET=TEST_SUBNET, BUDU_DEFAULT_BRIDGE=TEST_BRIDGE)
 
     def __call__(self, *args: str, ok: bool = True, input: str | None = None, timeout: float = 60,
                  env: dict | None = None) -> subprocess.CompletedProcess:

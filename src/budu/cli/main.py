@@ -76,6 +76,14 @@ VOLUME_COMMANDS: dict[str, tuple[str, str, str]] = {
     "rm": ("budu.cli.volumes", "cmd_rm", "Remove one or more volumes"),
     "prune": ("budu.cli.volumes", "cmd_prune", "Remove unused local volumes"),
 }
+NETWORK_COMMANDS: dict[str, tuple[str, str, str]] = {
+    name: ("budu.cli.networks", f"cmd_{func}", help_) for name, func, help_ in (
+        ("create", "create", "Create a network"), ("ls", "ls", "List networks"), ("list", "ls", "List networks"),
+        ("inspect", "inspect", "Display detailed information on one or more networks"),
+        ("rm", "rm", "Remove one or more networks"), ("prune", "prune", "Remove all unused networks"),
+        ("connect", "connect", "Connect a container to a network"),
+        ("disconnect", "disconnect", "Disconnect a container from a network"))
+}
 SYSTEM_COMMANDS: dict[str, tuple[str, str, str]] = {
     "df": ("budu.cli.images", "cmd_system_df", "Show budu disk usage"),
     "info": COMMANDS["info"],
@@ -95,6 +103,7 @@ Options:
 Management Commands:
   container   Manage containers
   image       Manage images
+  network     Manage networks
   system      Manage budu
   volume      Manage volumes
 
@@ -129,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     name, args = argv[0], argv[1:]
     table = COMMANDS
     groups = {"image": (IMAGE_COMMANDS, "Manage images"), "system": (SYSTEM_COMMANDS, "Manage budu"),
-              "container": (CONTAINER_COMMANDS, "Manage containers"), "volume": (VOLUME_COMMANDS, "Manage volumes")}
+              "container": (CONTAINER_COMMANDS, "Manage containers"), "volume": (VOLUME_COMMANDS, "Manage volumes"),
+              "network": (NETWORK_COMMANDS, "Manage networks")}
     if name in groups:
         sub, what = groups[name]
         if not args or args[0] in ("--help", "-h"):

@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from budu.engine import events, netfiles, status
+from budu.engine.netops import NetworkOps
 from budu.engine.records import Container, ContainerStore, check_name, pid_alive
 from budu.errors import BuduError, ConfigError, NotFound, StateError
 from budu.metadata import Database
 
 DEFAULT_ROOT = "/var/lib/budu"
 DEFAULT_RUNTIME = "budu-runtime"
-DEFAULT_NETWORK = "none"  # until bridge networking lands
+DEFAULT_NETWORK = "bridge"  # docker's default: the default bridge network
 LOG_DEFAULTS = {"max-size": "20m", "max-file": "5"}  # rotation on by default (docker's `local` driver sizes)
 
 
@@ -68,7 +69,7 @@ def docker_size(text: str) -> int:
     return int(n * mult)
 
 
-class Engine:
+class Engine(NetworkOps):
     def __init__(self, root: str | None = None) -> None:
         self.root = root or root_dir()
         self.run_root = "/run/budu" if self.root == DEFAULT_ROOT else os.path.join(self.root, "run")
@@ -76,6 +77,7 @@ class Engine:
         self.store = ContainerStore(self.db)
         self._images = None
         self._volumes = None
+        self._networks = None
         self._held: set[str] = set()
 
     def close(self) -> None:
@@ -92,6 +94,14 @@ class Engine:
 
             self._images = Images(self.root)
         return self._images
+
+    @property
+    def networks(self):  # noqa: ANN201
+        if self._networks is None:
+            from budu.network import Networks
+
+            self._networks = Networks(self.root, self.run_root, self.db)
+        return self._networks
 
     @property
     def volumes(self):  # noqa: ANN201
@@ -190,6 +200,7 @@ class Engine:
             self._runtime(c, "kill", c.id, "KILL", check=False)
             self._runtime(c, "delete", "--force", c.id, check=False)
             _unmount(os.path.join(self.dir(c.id), "rootfs"))
+            self._net_down(c)
             raw = dict(st.raw, status="exited", exit_code=255, pid=0,
                        finished_at=st.raw.get("finished_at") if st.raw.get("finished_at", "").startswith(("1", "2"))
                        else _now_rfc3339(), error="the container's monitor is gone")
@@ -217,7 +228,8 @@ class Engine:
                              "networking_config": networking_config or {},
                              # what `ps` shows as COMMAND, kept here so that it needs no image
                              "image_config": {"Entrypoint": image_config.get("Entrypoint"),
-                                              "Cmd": image_config.get("Cmd")}})
+                                              "Cmd": image_config.get("Cmd")},
+                             "image_exposed": image_config.get("ExposedPorts") or {}})
         for _ in range(3):
             if not name:
                 from budu.engine.names import random_name
@@ -279,9 +291,11 @@ class Engine:
                 netfiles.write_atomic(os.path.join(d, "config.json"), json.dumps(spec))
                 sync = monitor.spawn(self._monitor_args(c))
             except monitor.CreateFailed as e:
+                self._net_down(c)
                 _unmount(rootfs)
                 raise RunError(str(e)) from None
             except BaseException:
+                self._net_down(c)
                 _unmount(rootfs)
                 raise
             sock = None
@@ -294,11 +308,13 @@ class Engine:
             except monitor.CreateFailed as e:
                 if sock is not None:
                     sock.close()
+                self._net_down(c)
                 raise RunError(str(e)) from None
             except BaseException:
                 sync.abandon()
                 if sock is not None:
                     sock.close()
+                self._net_down(c)
                 raise
             return sock
 
@@ -321,20 +337,26 @@ class Engine:
         image = self.images.store.get(c.image_id)
         image_config = self.images.config(image).get("config") or {}
         hc = c.host_config
-        network = hc.get("NetworkMode") or DEFAULT_NETWORK
-        host_net = network == "host"
+        from budu.engine import netsetup
+
+        plan = netsetup.up(self, c)  # the caller takes it down again if the start fails
+        host_net = plan.host_network
         hostname = c.config.get("Hostname") or (os.uname().nodename if host_net else c.id[:12])
         netfiles.write_atomic(os.path.join(d, "hostname"), hostname + "\n")
-        netfiles.write_atomic(os.path.join(d, "hosts"), netfiles.hosts(hostname, hc.get("ExtraHosts") or [], [], host_net))
-        netfiles.write_atomic(os.path.join(d, "resolv.conf"), netfiles.resolv_conf(
-            host_net, hc.get("Dns") or [], hc.get("DnsSearch") or [], hc.get("DnsOptions") or []))
+        if plan.hosts_from:  # container:X shares X's view of names
+            for f in ("hosts", "resolv.conf"):
+                with open(os.path.join(plan.hosts_from, f), "rb") as src:
+                    netfiles.write_atomic(os.path.join(d, f), src.read())
+        else:
+            netfiles.write_atomic(os.path.join(d, "hosts"), netfiles.hosts(
+                hostname, hc.get("ExtraHosts") or [], plan.addresses, host_net))
+            netfiles.write_atomic(os.path.join(d, "resolv.conf"), netfiles.resolv_conf(
+                host_net, hc.get("Dns") or plan.dns, hc.get("DnsSearch") or [], hc.get("DnsOptions") or []))
         files = {"/etc/hostname": os.path.join(d, "hostname"), "/etc/hosts": os.path.join(d, "hosts"),
                  "/etc/resolv.conf": os.path.join(d, "resolv.conf")}
-        if network not in ("none", "host"):
-            raise ConfigError(f"network {network} not found")
         self._copy_up(c, rootfs)
         return build_spec(container_id=c.id, rootfs=rootfs, image_config=image_config, config=c.config,
-                          host_config=hc, mounts=c.mounts, files=files, netns="host" if host_net else None,
+                          host_config=hc, mounts=c.mounts, files=files, netns=plan.netns,
                           cgroups_path=f"/budu/{c.id}", volumes=self.volumes)
 
     def _copy_up(self, c: Container, rootfs: str) -> None:
@@ -371,7 +393,7 @@ class Engine:
                 args.append("--stdin-once")
         rp = c.host_config.get("RestartPolicy") or {}
         args += ["--restart", rp.get("Name") or "no", "--max-retries", str(rp.get("MaximumRetryCount") or 0)]
-        if c.host_config.get("AutoRemove"):
+        if c.host_config.get("AutoRemove") or c.extra.get("network"):  # --rm, or a network to release
             budu = shutil.which("budu") or "/usr/local/bin/budu"
             args += ["--exit-command", budu]
             for a in ("--root", self.root, "container", "cleanup", c.id):
@@ -417,9 +439,23 @@ class Engine:
             if c.paused:
                 self.unpause(c, check=False)
             if timeout < 0 or self._wait_stopped(c, timeout):
+                self._after_stop(c)
                 return
         self._runtime(c, "kill", c.id, "KILL", check=False)
         self._wait_stopped(c, 30)
+        self._after_stop(c)
+
+    def _after_stop(self, c: Container) -> None:
+        """What the monitor's exit command would do, done now so `stop` returns with it done."""
+        with self.lock(c) as c:
+            if not self.state(c).running:
+                self._net_down(c)
+
+    def _net_down(self, c: Container) -> None:
+        if c.extra.get("network"):
+            from budu.engine import netsetup
+
+            netsetup.down(self, c)
 
     def _image_stop_signal(self, c: Container) -> str | None:
         try:
@@ -611,6 +647,7 @@ class Engine:
                 self._runtime(c, "delete", "--force", c.id, check=False)
             except ConfigError:
                 pass
+        self._net_down(c)
         _unmount(os.path.join(d, "rootfs"))
         try:
             self.images.snapshots.remove(c.snapshot)
@@ -627,7 +664,10 @@ class Engine:
         self.store.remove(c.id)
 
     def cleanup(self, c: Container) -> None:
-        """Run by a monitor after its container's last exit: --rm."""
+        """Run by a monitor after its container's last exit: release its network; --rm."""
+        with self.lock(c) as c:
+            if not self.state(c).running:
+                self._net_down(c)
         if c.host_config.get("AutoRemove"):
             try:
                 self.remove(c, force=True, volumes=True)
@@ -640,7 +680,7 @@ class Engine:
         new = check_name(new)
         old = c.name
         if new == old:
-            raise ConfigError(f"Renaming a container with the same name as its current name")
+            raise ConfigError("Renaming a container with the same name as its current name")
         self.store.update(c.id, name=new)
         c.name = new
         self.emit(c, "rename", oldName="/" + old)
