@@ -3,7 +3,9 @@
 # user would — isolated, limited, logged, and removed cleanly — and show each of those.
 set -euo pipefail
 name=budu-demo-$$
-cleanup() { budu rm -f "$name" >/dev/null 2>&1 || true; }
+web=budu-demo-web-$$
+www=$(mktemp -d /tmp/budu-demo-www.XXXXXX)
+cleanup() { budu rm -f "$name" "$web" >/dev/null 2>&1 || true; rm -rf "$www"; }
 trap cleanup EXIT
 
 if ! budu image inspect busybox >/dev/null 2>&1; then
@@ -25,7 +27,7 @@ budu run --rm --memory 64m --pids-limit 100 --hostname demo busybox sh -c '
 
 echo
 echo "== budu run -d --name $name busybox (a service), then budu ps, logs, exec, stop, rm"
-budu run -d --name "$name" busybox sh -c 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.2; done' >/dev/null
+budu run -d --name "$name" busybox sh -c 'trap "exit 0" TERM; i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.2; done' >/dev/null
 sleep 1
 budu ps --filter "name=$name"
 echo "-- budu logs --tail 3 $name"
@@ -36,3 +38,18 @@ budu stop -t 1 "$name" >/dev/null
 budu ps -a --filter "name=$name" --format 'table {{.Names}}\t{{.Status}}'
 budu rm "$name" >/dev/null
 echo "-- removed: $(budu ps -aq --filter "name=$name" | wc -l) containers named $name left"
+
+echo
+echo "== budu run -d -p PORT:80 busybox httpd: a page served from a container on a published port"
+echo "<h1>served by budu</h1>" > "$www/index.html"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+budu run -d --name "$web" -p "127.0.0.1:$port:80" -v "$www:/www:ro" busybox httpd -f -p 80 -h /www >/dev/null
+budu port "$web"
+for i in $(seq 50); do
+    page=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://127.0.0.1:$port/', timeout=1).read().decode().strip())" 2>/dev/null) && break
+    sleep 0.1
+done
+echo "-- GET http://127.0.0.1:$port/ -> ${page:-nothing}"
+budu rm -f "$web" >/dev/null
+echo "-- removed, with its veth, address and port rules"
+
