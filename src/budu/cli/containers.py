@@ -128,7 +128,7 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
     for f in items:
         key, eq, value = f.partition("=")
         if not eq:
-            raise ConfigError(f"bad format of filter (expected name=value)")
+            raise ConfigError("bad format of filter (expected name=value)")
         out.setdefault(key.strip().lower(), []).append(value)
     return out
 
@@ -265,11 +265,7 @@ def inspect_objects(names: list[str], template: str | None, size: bool, kind: st
             out.append(obj)
     finally:
         engine.close()
-    if template:
-        for obj in out:
-            sys.stdout.write(fmt.render(template, obj) + "\n")
-    else:
-        sys.stdout.write(json.dumps(out, indent=4, ensure_ascii=False) + "\n")
+    fmt.print_inspected(out, template)
     return 1 if failed else 0
 
 
@@ -455,12 +451,18 @@ def cmd_logs(argv: list[str]) -> int:
     return 0
 
 
+def _fixed_nano(t: str) -> str:
+    """docker logs -t prints RFC 3339 with all nine digits (the log keeps Go's trimmed form)."""
+    head, dot, frac = t.rstrip("Z").partition(".")
+    return f"{head}.{(frac if dot else '').ljust(9, '0')}Z"
+
+
 def _print_entries(entries, timestamps: bool) -> None:  # noqa: ANN001
     out, err = sys.stdout.buffer, sys.stderr.buffer
     for _, t, stream, data in entries:
         f = err if stream == "stderr" else out
         if timestamps:
-            f.write(t.encode() + b" ")
+            f.write(_fixed_nano(t).encode() + b" ")
         f.write(data)
         f.flush()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from budu.errors import ConfigError
+from budu.units import human_duration  # noqa: F401  (re-exported: images and ps share docker's wording)
 
 
 def human_size(n: float) -> str:
@@ -15,34 +16,6 @@ def human_size(n: float) -> str:
         n /= 1000.0
         i += 1
     return f"{n:.3g}{units[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """docker's units.HumanDuration: 'About a minute', '3 hours', '2 months'."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def ago(timestamp: float | None) -> str:
@@ -100,3 +73,15 @@ def format_rows(template: str, objs: list, headers: dict[str, str]) -> str:
     rows = [line.split("\t") for line in text.split("\n")[:-1]]
     width = max(len(r) for r in rows)
     return table([r + [""] * (width - len(r)) for r in rows])
+
+
+def print_inspected(objects: list[dict], template: str | None) -> None:
+    """`inspect`'s output: a JSON array, or the template once per object."""
+    import json
+    import sys
+
+    if template:
+        for obj in objects:
+            sys.stdout.write(render(template, obj) + "\n")
+    else:
+        sys.stdout.write(json.dumps(objects, indent=4, ensure_ascii=False) + "\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from budu.cli import format as fmt
@@ -103,11 +102,7 @@ def cmd_inspect(argv: list[str]) -> int:
                 failed = True
     finally:
         engine.close()
-    if a.format:
-        for obj in out:
-            sys.stdout.write(fmt.render(a.format, obj) + "\n")
-    else:
-        sys.stdout.write(json.dumps(out, indent=4) + "\n")
+    fmt.print_inspected(out, a.format)
     return 1 if failed else 0
 
 

@@ -239,7 +239,7 @@ def top(engine, c, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:  # 
         return [], []
     titles = lines[0].split()
     if "PID" not in titles:
-        raise ConfigError(f"Couldn't find PID field in ps output")
+        raise ConfigError("Couldn't find PID field in ps output")
     pid_col = titles.index("PID")
     rows = []
     for line in lines[1:]:
