@@ -63,12 +63,14 @@ def resolv_conf(host_network: bool, dns: list[str], search: list[str], options: 
 
 
 def write_atomic(path: str, text: str | bytes, mode: int = 0o644) -> None:
+    """Write by rename: a reader sees the old file or the new one.  Not fsynced: these files are
+    made again at every start (the record of truth is SQLite), and an fsync each cost up to
+    hundreds of ms on a busy disk."""
     data = text.encode() if isinstance(text, str) else text
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)

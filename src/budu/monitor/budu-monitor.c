@@ -1081,7 +1081,10 @@ health_name (enum health_status s)
   return s == HS_HEALTHY ? "healthy" : s == HS_UNHEALTHY ? "unhealthy" : "starting";
 }
 
-/* DIR/status, atomically: write status.tmp, fsync, rename. */
+/* DIR/status, atomically: write status.tmp, rename.  No fsync: readers see the old or the new
+   file, never a half-written one, and after a power cut a status that is behind the truth is
+   what the engine recovers from anyway (its monitor is gone: exited 255).  An fsync per change
+   cost up to hundreds of ms on a busy disk, at every start and exit. */
 static void
 write_status (void)
 {
@@ -1120,8 +1123,6 @@ write_status (void)
   if (fd >= 0)
     {
       int r = write_all (fd, b.p, b.len);
-      if (r == 0)
-        r = fsync (fd);
       close (fd);
       if (r == 0)
         rename ("status.tmp", "status");
