@@ -12,6 +12,7 @@ from budutest import make_busybox_rootfs, sh
 
 ETC_NETNS = "/etc/netns"
 NETWORK_LOCK = "/run/lock/budu-network.lock"
+NETWORK_UP_DIR = "/run/lock/budu-network.d"
 
 
 def default_config() -> dict:
@@ -80,9 +81,12 @@ def host_sysctls():  # for every test: containers on bridges make the same chang
     had_run_netns = os.path.isdir("/run/netns")
     had_etc_netns = os.path.isdir(ETC_NETNS)
     had_lock = os.path.exists(NETWORK_LOCK)
+    had_up_dir = os.path.isdir(NETWORK_UP_DIR)
     yield
     if not had_lock and os.path.exists(NETWORK_LOCK):
         os.unlink(NETWORK_LOCK)
+    if not had_up_dir and os.path.isdir(NETWORK_UP_DIR) and not os.listdir(NETWORK_UP_DIR):
+        os.rmdir(NETWORK_UP_DIR)
     with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
         f.write(forward)
     if not had_run_netns and os.path.isdir("/run/netns") and not os.listdir("/run/netns"):

@@ -8,8 +8,8 @@ import subprocess
 import time
 
 
-TEST_SUBNET = "10.198.0.0/16"
-TEST_BRIDGE = "budut1"
+TEST_SUBNET = "10.196.0.0/16"
+TEST_BRIDGE = "budutc"
 
 
 class Budu:

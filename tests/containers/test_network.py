@@ -40,12 +40,12 @@ def www(tmp_path):
 
 def test_default_bridge(budu):
     out = budu("run", "--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; ip route; cat /etc/hosts").stdout
-    ip = re.search(r"inet (10\.198\.\d+\.\d+)/16", out).group(1)
-    assert "default via 10.198.0.1 dev eth0" in out
+    ip = re.search(r"inet (10\.196\.\d+\.\d+)/16", out).group(1)
+    assert "default via 10.196.0.1 dev eth0" in out
     assert re.search(rf"^{re.escape(ip)}\t[0-9a-f]{{12}}$", out, re.M)
     info = json.loads(budu("network", "inspect", "bridge").stdout)[0]
     assert info["Name"] == "bridge" and info["Driver"] == "bridge"
-    assert info["IPAM"]["Config"][0]["Subnet"] == "10.198.0.0/16"
+    assert info["IPAM"]["Config"][0]["Subnet"] == "10.196.0.0/16"
     names = budu("network", "ls", "--format", "{{.Name}}").stdout.split()
     assert {"bridge", "host", "none"} <= set(names)
 

@@ -51,6 +51,10 @@ def _bridge_options(bridge: str) -> dict:
             OPT_BRIDGE_NAME: bridge, OPT_MTU: "1500"}
 
 
+# one file per budu bridge set up on this host, whatever its root (tmpfs: a reboot empties it)
+HOST_UP_DIR = "/run/lock/budu-network.d"
+
+
 class Networks:
     def __init__(self, root: str, run_root: str, db: Database, config: NetworkConfig | None = None) -> None:
         self.root = root
@@ -307,6 +311,9 @@ class Networks:
         os.makedirs(self.up_dir, exist_ok=True)
         with open(self._marker(n), "w"):
             pass
+        os.makedirs(HOST_UP_DIR, exist_ok=True)  # and host-wide: the shared chains are in use
+        with open(os.path.join(HOST_UP_DIR, n.bridge), "w"):
+            pass
 
     def _teardown(self, n: Network) -> None:
         if n.driver != "bridge":
@@ -315,18 +322,21 @@ class Networks:
         delete_bridge(n.bridge)
         if self.dns.remove(n.id):
             self.dns.reload()
-        try:
-            os.unlink(self._marker(n))
-        except FileNotFoundError:
-            pass
+        for marker in (self._marker(n), os.path.join(HOST_UP_DIR, n.bridge)):
+            try:
+                os.unlink(marker)
+            except FileNotFoundError:
+                pass
 
     def _sweep_if_idle(self) -> None:
-        """With none of this root's networks set up, drop the chains nobody uses any more."""
-        try:
-            if os.listdir(self.up_dir):
-                return
-        except FileNotFoundError:
-            pass
+        """With no network of any budu root set up on this host, drop the chains nobody uses any
+        more.  Host-wide: another root's networks (another BUDU_ROOT, the tests') share them."""
+        for d in (self.up_dir, HOST_UP_DIR):
+            try:
+                if os.listdir(d):
+                    return
+            except FileNotFoundError:
+                pass
         self.firewall.sweep()
 
     def shutdown(self) -> None:
