@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """Image pull, push and unpack: budu against skopeo (registry ⇄ oci: dir) and umoci (unpack).
 
-A local docker-registry on 127.0.0.1 serves two images made here: one 200 MB layer of random
-bytes, and 50 layers of many small files.  For each, alternating, N runs:
+A local docker-registry on 127.0.0.1 serves three images made here: one 200 MB layer of random
+bytes, 50 layers of many small files, and one 200 MB layer of text (compressible).  For each,
+alternating, N runs:
   budu pull            download + verify + unpack into snapshots (a fresh store each run)
   budu fetch           download + verify only (what skopeo copy does)
   skopeo copy          download + verify into an oci: directory (no unpack)
   budu unpack          the differ alone: apply every stored layer into fresh directories
   umoci unpack         the same layers from that oci: directory into a bundle
-  budu push            the pulled image to a fresh, empty registry
+  budu push            the pulled image to a fresh, empty registry (blobs as stored)
   skopeo push          the oci: directory to another fresh, empty registry
+  budu push gz         an image loaded from a docker-archive (layers uncompressed) to a fresh
+                       registry: every layer gzipped on the way (the load is not timed)
+  skopeo push gz       skopeo copy of that docker-archive to a fresh registry (gzips too)
 
-    python3 bench/image_pull.py [--runs 3] [--small-layers 50]
+    python3 bench/image_pull.py [--runs 3] [--small-layers 50] [--big-mb 200] [--text-mb 200]
 """
 
 from __future__ import annotations
@@ -78,6 +82,20 @@ def push_image(host: str, name: str, layers: list[tuple[bytes, bytes]]) -> None:
         reg.put_manifest(name, "latest", OCI_MANIFEST, manifest)
 
 
+def text(size: int) -> bytes:
+    """Compressible bytes, about as gzip -1 finds source code and logs (~4x)."""
+    import random
+
+    rng = random.Random(1)
+    words = [bytes(rng.choices(b"abcdefghijklmnopqrstuvwxyz_", k=rng.randint(2, 12))) for _ in range(20000)]
+    lines, n = [], 0
+    while n < size:
+        line = b" ".join(rng.choices(words, k=rng.randint(3, 14))) + b"\n"
+        lines.append(line)
+        n += len(line)
+    return b"".join(lines)[:size]
+
+
 def start_registry(work: str) -> tuple[subprocess.Popen, str]:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -100,7 +118,15 @@ def start_registry(work: str) -> tuple[subprocess.Popen, str]:
     sys.exit("docker-registry did not start")
 
 
+def settle() -> None:
+    """Write back what earlier steps left dirty (pushes leave GBs in registries' storage), so
+    that it does not land on whichever step runs next: every measurement starts from a clean
+    page cache state."""
+    os.sync()
+
+
 def timed(cmd: list[str], **kw) -> float:
+    settle()
     t = time.perf_counter()
     p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
     if p.returncode != 0:
@@ -117,6 +143,7 @@ def budu_unpack(root: str, ref: str, dest: str) -> float:
     try:
         img = svc.get(ref)
         layers = svc.manifest(img)["layers"]
+        settle()
         t = time.perf_counter()
         for i, desc in enumerate(layers):
             d = os.path.join(dest, str(i))
@@ -137,6 +164,7 @@ def budu_fetch(root: str, ref: str) -> float:
 
     svc = Images(root)
     r = reference.parse(ref)
+    settle()
     t = time.perf_counter()
     try:
         with Registry(r.domain) as reg, svc.content.deferred_sync():
@@ -158,10 +186,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--big-mb", type=int, default=200)
     ap.add_argument("--small-layers", type=int, default=50)
+    ap.add_argument("--text-mb", type=int, default=200)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="budu-bench-pull-", dir="/var/tmp")
     reg, host = start_registry(work)
     dests: list[subprocess.Popen] = []
+    dest_dirs: list[str] = []
 
     def empty_registry() -> str:
         """A fresh registry for one push: nothing there to find or mount (skopeo remembers
@@ -169,6 +199,7 @@ def main() -> None:
         d = tempfile.mkdtemp(dir=work)
         proc, h = start_registry(d)
         dests.append(proc)
+        dest_dirs.append(d)
         return h
     policy = os.path.join(work, "policy.json")
     with open(policy, "w") as f:
@@ -179,11 +210,13 @@ def main() -> None:
         push_image(host, "bench/big", [layer({"data/random": os.urandom(args.big_mb << 20)})])
         small = [layer({f"d{i}/f{j}": os.urandom(512) for j in range(200)}) for i in range(args.small_layers)]
         push_image(host, "bench/small", small)
+        push_image(host, "bench/text", [layer({"data/text": text(args.text_mb << 20)})])
         startup = statistics.median(timed(["budu", "--version"]) for _ in range(5))
-        for name in ("bench/big", "bench/small"):
+        for name in ("bench/big", "bench/small", "bench/text"):
             ref = f"{host}/{name}:latest"
             results: dict[str, list[float]] = {k: [] for k in ("budu pull", "budu fetch", "skopeo copy", "budu unpack",
-                                                                "umoci unpack", "budu push", "skopeo push")}
+                                                                "umoci unpack", "budu push", "skopeo push",
+                                                                "budu push gz", "skopeo push gz")}
             for i in range(args.runs):
                 run_dir = os.path.join(work, f"run-{name.replace('/', '-')}-{i}")
                 os.makedirs(run_dir)
@@ -200,7 +233,25 @@ def main() -> None:
                 results["skopeo push"].append(timed(["skopeo", "--policy", policy, "copy", "--dest-tls-verify=false",
                                                      f"oci:{run_dir}/oci:latest",
                                                      f"docker://{empty_registry()}/{name}:latest"]))
+                # uncompressed layers, gzipped by whoever pushes them
+                archive = f"{run_dir}/image.tar"
+                subprocess.run(["budu", "--root", f"{run_dir}/budu", "save", "-o", archive, ref], check=True)
+                subprocess.run(["budu", "--root", f"{run_dir}/loaded", "load", "-q", "-i", archive], check=True,
+                               stdout=subprocess.DEVNULL)
+                target = f"{empty_registry()}/{name}:latest"
+                subprocess.run(["budu", "--root", f"{run_dir}/loaded", "tag", ref, target], check=True)
+                results["budu push gz"].append(timed(["budu", "--root", f"{run_dir}/loaded", "push", "-q", target]))
+                results["skopeo push gz"].append(timed(["skopeo", "--policy", policy, "copy", "--dest-tls-verify=false",
+                                                        f"docker-archive:{archive}",
+                                                        f"docker://{empty_registry()}/{name}:latest"]))
                 shutil.rmtree(run_dir, ignore_errors=True)
+                for proc in dests:  # the pushes' registries and what they stored
+                    proc.kill()
+                    proc.wait()
+                dests.clear()
+                for d in dest_dirs:
+                    shutil.rmtree(d, ignore_errors=True)
+                dest_dirs.clear()
             med = {k: statistics.median(v) for k, v in results.items()}
             size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(f"{work}/registry") for f in fs)
             print(f"\n{name} (median of {args.runs}; registry holds {size / 1e6:.0f} MB)")
@@ -212,6 +263,8 @@ def main() -> None:
                   f"{med['budu pull'] / (med['skopeo copy'] + med['umoci unpack']):.2f}   (a pull that leaves a usable rootfs)")
             print(f"  ratio budu unpack / umoci unpack   = {med['budu unpack'] / med['umoci unpack']:.2f}")
             print(f"  ratio budu push / skopeo push      = {med['budu push'] / med['skopeo push']:.2f}")
+            print(f"  ratio budu push gz / skopeo push gz = {med['budu push gz'] / med['skopeo push gz']:.2f}"
+                  "   (uncompressed layers, gzipped on the way)")
     finally:
         for r in (reg, *dests):
             r.kill()

@@ -39,9 +39,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -60,21 +60,26 @@ def _die_with_parent() -> None:
 
 @dataclass
 class RegistryServer:
-    """A docker-registry process; `host` is what a client names ("127.0.0.1:PORT")."""
+    """A docker-registry process; `host` is what a client names ("127.0.0.1:PORT", "[::1]:PORT").
+
+    With `tls` ({"certificate": path, "key": path, and "clientcas": [paths] for mutual TLS}) it
+    serves HTTPS only."""
 
     root: str
     auth: dict = field(default_factory=dict)
     port: int = 0
     proc: subprocess.Popen | None = None
     log_path: str = ""
+    address: str = "127.0.0.1"
+    tls: dict | None = None
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def start(self) -> RegistryServer:
         os.makedirs(self.root, exist_ok=True)
@@ -87,9 +92,11 @@ class RegistryServer:
         }
         if self.auth:
             config["auth"] = self.auth
+        if self.tls:
+            config["http"]["tls"] = self.tls
         self.log_path = os.path.join(self.root, "registry.log")
         for _ in range(5):  # the port could be taken between choosing it and the bind: pick again
-            self.port = free_port()
+            self.port = free_port(self.address)
             config["http"]["addr"] = self.host
             cfg = os.path.join(self.root, "config.yml")
             with open(cfg, "w") as f:
@@ -109,6 +116,13 @@ class RegistryServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
+            if self.tls:  # listening is enough: the TLS tests do the handshakes themselves
+                try:
+                    socket.create_connection((self.address, self.port), timeout=1).close()
+                    return True
+                except OSError:
+                    time.sleep(0.05)
+                    continue
             try:
                 urllib.request.urlopen(self.url + "/v2/", timeout=1).close()
                 return True
@@ -160,7 +174,7 @@ def auth_registry(tmp_path_factory) -> RegistryServer:
     """A registry behind htpasswd (bcrypt) Basic auth: user USER, password PASSWORD."""
     if not os.access(DOCKER_REGISTRY, os.X_OK):
         pytest.fail("docker-registry is not installed (scripts/install.sh installs it)")
-    bcrypt = pytest.importorskip("bcrypt")
+    import bcrypt  # a missing module fails the fixture: these tests never skip
     root = str(tmp_path_factory.mktemp("auth-registry"))
     htpasswd = os.path.join(root, "htpasswd")
     with open(htpasswd, "w") as f:
@@ -311,7 +325,6 @@ def token_registry(tmp_path_factory) -> TokenRegistry:
     """A registry that trusts tokens from an in-process TokenServer."""
     if not os.access(DOCKER_REGISTRY, os.X_OK):
         pytest.fail("docker-registry is not installed (scripts/install.sh installs it)")
-    pytest.importorskip("cryptography")
     root = str(tmp_path_factory.mktemp("token-registry"))
     tokens = TokenServer(root)
     server = RegistryServer(root, auth={"token": {

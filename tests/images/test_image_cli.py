@@ -100,3 +100,52 @@ def _parse_size(text: str) -> float:
     units = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
     num = re.match(r"[\d.]+", text).group(0)
     return float(num) * units[text[len(num):]]
+
+
+def test_pull_all_tags(budu, registry, kit):
+    """docker pull -a: every tag the registry lists (one image under two tags, another under a
+    third), each pulled and tagged; a tag with -a is refused, as docker refuses it."""
+    import uuid
+
+    from budu.images.registry import Registry
+
+    repo = f"test/alltags{uuid.uuid4().hex[:8]}"
+    one = kit.make_image({"etc/one": b"1\n"})
+    two = kit.make_image({"etc/two": b"2\n"})
+    with Registry(registry.host) as reg:
+        for image, tags in ((one, ("v1", "latest")), (two, ("v2",))):
+            for digest, data in image.blobs.items():
+                reg.upload_blob(repo, digest, len(data), [data])
+            for tag in tags:
+                reg.put_manifest(repo, tag, kit.OCI_MANIFEST, image.manifest)
+    name = f"{registry.host}/{repo}"
+    lines = budu("pull", "--all-tags", name).stdout.splitlines()
+    assert [line for line in lines if "Pulling from" in line] == \
+        [f"{t}: Pulling from {repo}" for t in ("latest", "v1", "v2")]
+    assert [line for line in lines if line.startswith("Digest:")] == \
+        [f"Digest: {one.digest}", f"Digest: {one.digest}", f"Digest: {two.digest}"]
+    assert lines[-2:] == [f"Status: Downloaded newer image for {name}", name]
+    table = budu("images", "--format", "{{.Tag}} {{.ID}}", name).stdout.splitlines()
+    assert sorted(table) == sorted([f"latest {one.config_digest[7:19]}", f"v1 {one.config_digest[7:19]}",
+                                    f"v2 {two.config_digest[7:19]}"])
+    lines = budu("pull", "-a", name).stdout.splitlines()
+    assert lines[-2:] == [f"Status: Image is up to date for {name}", name]
+    assert budu("pull", "-a", "-q", name).stdout == f"{name}\n"
+    p = budu("pull", "-a", f"{name}:v1", ok=False)
+    assert p.returncode != 0 and "tag can't be used with --all-tags/-a" in p.stderr
+    p = budu("pull", "-a", f"{registry.host}/test/no-such-repo{uuid.uuid4().hex[:8]}", ok=False)
+    assert p.returncode != 0 and "not found" in p.stderr
+
+
+def test_images_starts_without_the_registry_client(tmp_path):
+    """`budu images` and `budu image ls` never import httpx or rich (they cost ~100 ms)."""
+    import shutil
+    import sys
+
+    for args in (["images"], ["image", "ls"], ["images", "-q"]):
+        p = subprocess.run([sys.executable, "-IS", "-X", "importtime", shutil.which("budu"), "--root",
+                            str(tmp_path / "root"), *args], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+        assert "budu.images.service" in imported  # the measurement saw the command run
+        assert not {m for m in imported if m.split(".")[0] in ("httpx", "httpcore", "rich", "h11")}, args

@@ -388,3 +388,66 @@ def test_writer_misuse(tmp_path):
     w.commit()
     with pytest.raises(StateError, match="already closed"):
         w.write(b"y")
+
+
+def _age(cs: ContentStore, key: str, seconds: float) -> None:
+    """Make an ingest look untouched for `seconds` (every file in it, and the directory)."""
+    d = cs._ingest_dir(key)
+    then = time.time() - seconds
+    for name in os.listdir(d):
+        os.utime(os.path.join(d, name), (then, then))
+    os.utime(d, (then, then))
+
+
+def test_abandoned_ingests_are_collected_after_a_day(tmp_path):
+    cs = ContentStore(str(tmp_path))
+    for key in ("old", "fresh"):
+        w = cs.writer(key, expected=sha(b"never finished"))
+        w.write(b"never")
+        w.close()  # kept for a resume that never comes
+    _age(cs, "old", 25 * 3600)
+    _age(cs, "fresh", 23 * 3600)
+    # leftovers of crashed writers: a put's temporary file of that age, a directory being deleted
+    stale_put = os.path.join(str(tmp_path), "ingest", ".put-" + "0" * 32)
+    with open(stale_put, "wb") as f:
+        f.write(b"x" * 100)
+    os.utime(stale_put, (time.time() - 25 * 3600,) * 2)
+    os.makedirs(os.path.join(str(tmp_path), "ingest", ".trash-" + "1" * 32, "sub"))
+    usage = cs.ingest_usage()
+    assert usage > 0
+    assert cs.gc_ingests() == ["old"]
+    assert [i.key for i in cs.ingests()] == ["fresh"]
+    assert sorted(os.listdir(os.path.join(str(tmp_path), "ingest"))) == [os.path.basename(cs._ingest_dir("fresh"))]
+    assert cs.ingest_usage() < usage
+    # the one left is still resumable where it stopped
+    w = cs.writer("fresh", expected=sha(b"never finished"))
+    assert w.offset == len(b"never")
+    w.write(b" finished")
+    assert w.commit() == sha(b"never finished")
+
+
+def test_an_old_ingest_held_by_a_live_writer_is_not_collected(tmp_path):
+    root = str(tmp_path)
+    p = child("""
+        import sys
+        from budu.images.content import ContentStore
+        w = ContentStore(sys.argv[1]).writer("slow-download")
+        w.write(b"part")
+        print("locked", flush=True)
+        sys.stdin.readline()
+        w.write(b" two")
+        print(w.commit(), flush=True)
+    """, root, stdin=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().strip() == b"locked", p.stderr.read()
+        cs = ContentStore(root)
+        _age(cs, "slow-download", 48 * 3600)  # a stalled writer, but alive: its lock says so
+        assert cs.gc_ingests() == []
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip().decode() == sha(b"part two")
+        assert cs.read(sha(b"part two")) == b"part two"
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()

@@ -71,3 +71,41 @@ def test_concurrent_pulls_share_layers(tmp_path, big_image):
         assert len(list(svc.content.walk())) == 3  # manifest, config, layer: one copy each
     finally:
         svc.close()
+
+
+def test_a_download_never_resumed_is_collected_by_prune(tmp_path, big_image, monkeypatch):
+    """A killed pull's partial layer stays for a resume; a day later `image prune` removes it,
+    and `system df` counted it until then."""
+    ref, image = big_image
+    root = str(tmp_path / "root")
+    proc = subprocess.Popen(["budu", "--root", root, "pull", ref], stdout=subprocess.PIPE, text=True)
+    layer = image.layer_digests[0]
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line == f"{layer[7:19]}: Downloading\n":
+            break
+    time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    svc = Images(root)
+    try:
+        partial = [i for i in svc.content.ingests() if i.expected == layer]
+        assert partial and partial[0].offset > 0
+        usage = svc.disk_usage()
+        assert usage["ingests"] >= partial[0].offset and usage["total"] >= usage["ingests"]
+        svc.prune()  # young: kept for the next pull to resume
+        assert [i.key for i in svc.content.ingests()] == [partial[0].key]
+        d = svc.content._ingest_dir(partial[0].key)
+        then = time.time() - 25 * 3600
+        for name in os.listdir(d):
+            os.utime(os.path.join(d, name), (then, then))
+        os.utime(d, (then, then))
+        _, reclaimed = svc.prune()
+        assert svc.content.ingests() == []
+        assert reclaimed >= partial[0].offset
+        assert svc.disk_usage()["ingests"] == 0
+    finally:
+        svc.close()
+    # budu image prune, the CLI, runs the same collection
+    env = dict(os.environ, BUDU_ROOT=root)
+    out = subprocess.run(["budu", "image", "prune", "-f"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "Total reclaimed space" in out.stdout

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from budu.errors import ConfigError, NotFound
+from budu.errors import BuduError, ConfigError, NotFound
 from budu.images import auth
 from budu.images.push import NoSuchTag, push
 from budu.images.registry import Registry, Unauthorized
@@ -255,3 +255,138 @@ def test_a_blob_not_kept_here_is_mounted_or_refused(images, pulled, busybox_imag
 
 def test_credentials_never_touch_the_real_home(docker_config):
     assert auth.config_path() == os.path.join(str(docker_config), "config.json")
+
+
+# -- uncompressed layers are gzipped on the way out -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uncompressed_archive(tmp_path_factory, kit):
+    """A docker-archive (layers as plain tars, as docker save writes them) of busybox and 4 MB
+    of compressible text, two layers; and those tars."""
+    import gzip
+    import io
+
+    from budu.images import archive
+
+    tmp = tmp_path_factory.mktemp("uncompressed")
+    with open(kit.BUSYBOX, "rb") as f:
+        busybox = f.read()
+    words = b" ".join(b"word%d" % (i % 5000) for i in range(500_000))
+    tars = [kit.tar_gz({"bin/busybox": busybox, "bin/sh": "->busybox"})[0], kit.tar_gz({"data/words.txt": words})[0]]
+    svc = Images(str(tmp / "root"))
+    try:
+        archive.create_image(svc, [io.BytesIO(gzip.compress(t, compresslevel=1, mtime=0)) for t in tars],
+                             {"config": {"Cmd": ["sh"]}}, "loaded/source:latest")
+        with open(tmp / "saved.tar", "wb") as f:
+            archive.save(svc, ["loaded/source:latest"], f, "docker-archive")
+    finally:
+        svc.close()
+    return str(tmp / "saved.tar"), tars
+
+
+@pytest.fixture
+def loaded(images, uncompressed_archive):
+    """The image loaded from that archive: its layers are kept uncompressed."""
+    from budu.images import archive
+
+    path, tars = uncompressed_archive
+    with open(path, "rb") as f:
+        assert archive.load(images, f) == ["loaded/source:latest"]
+    image = images.get("loaded/source:latest")
+    assert [d["mediaType"] for d in images.manifest(image)["layers"]] == ["application/vnd.oci.image.layer.v1.tar"] * 2
+    return image, tars
+
+
+def test_uncompressed_layers_are_gzipped_on_push(images, loaded, registry, tmp_path, kit):
+    import gzip
+
+    image, tars = loaded
+    repo = unique("gzipped/image")
+    target = f"{registry.host}/{repo}:v1"
+    images.tag("loaded/source:latest", target)
+    events = []
+    digest = push(images, target, progress=lambda *e: events.append(e))
+    assert digest != image.manifest_digest  # the manifest now names gzip blobs
+    local = layer_digests(images, image)
+    assert {e[1] for e in events if e[0] == "pushed"} == set(local)
+    assert [e for e in events if e[0] == "pushing" and e[1] == local[1]][-1][2:] == (len(tars[1]), len(tars[1]))
+    # skopeo, the referee, copies it out: gzip layers, each a gzip stream of the layer's tar
+    r = kit.skopeo("copy", "--src-tls-verify=false", f"docker://{target}", f"oci:{tmp_path / 'oci'}:v1",
+                   tmp=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    index = json.loads((tmp_path / "oci" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == digest
+    manifest = json.loads((tmp_path / "oci" / "blobs" / "sha256" / digest[7:]).read_bytes())
+    assert manifest["config"]["digest"] == image.id
+    assert [d["mediaType"] for d in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar+gzip"] * 2
+    for desc, tar in zip(manifest["layers"], tars):
+        blob = (tmp_path / "oci" / "blobs" / "sha256" / desc["digest"][7:]).read_bytes()
+        assert len(blob) == desc["size"] and gzip.decompress(blob) == tar
+    assert manifest["layers"][1]["size"] < len(tars[1]) // 3  # it really was compressed
+    # the pushed manifest is kept with the image (not the gzip blobs); a pull finds the same image
+    assert images.content.read(digest) == (tmp_path / "oci" / "blobs" / "sha256" / digest[7:]).read_bytes()
+    assert not any(images.content.exists(d["digest"]) for d in manifest["layers"])
+    assert f"{registry.host}/{repo}@{digest}" in images.get(target).repo_digests
+    other = Images(str(tmp_path / "other-root"))
+    try:
+        assert other.pull(target).id == image.id
+    finally:
+        other.close()
+
+
+def test_a_second_push_finds_the_gzip_blobs_by_digest(images, loaded, registry):
+    image, _ = loaded
+    first = f"{registry.host}/{unique('gz/first')}:v1"
+    images.tag("loaded/source:latest", first)
+    digest = push(images, first)
+    # another repository of the same registry: mounted, not compressed again; same manifest
+    second = f"{registry.host}/{unique('gz/second')}:v1"
+    images.tag("loaded/source:latest", second)
+    events = []
+    assert push(images, second, progress=lambda *e: events.append(e)) == digest
+    assert not [e for e in events if e[0] in ("pushing", "pushed")]
+    assert {e[0] for e in events} == {"preparing", "mounted"}
+    events.clear()
+    assert push(images, first, progress=lambda *e: events.append(e)) == digest
+    assert {e[0] for e in events} == {"preparing", "exists"}
+    # rmi frees the kept manifest with the image
+    for name in images.get(first).tags:
+        images.remove(name, force=True)
+    assert not images.content.exists(digest)
+
+
+def test_gzip_on_push_is_reproducible(tmp_path, loaded, images, registry, uncompressed_archive):
+    """Two stores holding the same uncompressed image push the same blobs and manifest."""
+    from budu.images import archive
+
+    first = f"{registry.host}/{unique('gz/repro')}:v1"
+    images.tag("loaded/source:latest", first)
+    digest = push(images, first)
+    other = Images(str(tmp_path / "fresh"))
+    try:
+        with open(uncompressed_archive[0], "rb") as f:
+            archive.load(other, f)
+        target = f"{registry.host}/{unique('gz/repro2')}:v1"
+        other.tag("loaded/source:latest", target)
+        events = []
+        assert push(other, target, progress=lambda *e: events.append(e)) == digest
+        assert {e[0] for e in events} >= {"pushing", "pushed"}  # compressed again, not found
+    finally:
+        other.close()
+
+
+def test_a_damaged_uncompressed_layer_is_not_pushed(images, loaded, registry):
+    image, _ = loaded
+    layer = layer_digests(images, image)[1]
+    path = images.content.path(layer)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        f.write(b"X")
+    target = f"{registry.host}/{unique('gz/damaged')}:v1"
+    images.tag("loaded/source:latest", target)
+    with pytest.raises(BuduError, match="is damaged"):
+        push(images, target)
+    with Registry(registry.host) as reg:
+        assert reg.head_manifest(target.split("/", 1)[1].split(":")[0], "v1") is None

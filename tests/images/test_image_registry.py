@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from budu.errors import BuduError, NotFound
+from budu.images.hosts import Endpoint, RegistryConfig
 from budu.images.registry import (
     OCI_MANIFEST,
     Manifest,
@@ -106,6 +107,15 @@ class Proxy:
 
             def _any(self) -> None:
                 proxy._handle(self)
+
+            def handle_one_request(self) -> None:
+                # A TLS ClientHello (an insecure registry is tried over HTTPS first) is not a
+                # request line: hang up at once, as Go's server does, instead of waiting for a
+                # newline that may never come.
+                if self.rfile.peek(1)[:1] == b"\x16":
+                    self.close_connection = True
+                    return
+                super().handle_one_request()
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 
@@ -201,16 +211,29 @@ def proxied(proxy):
 
 
 def test_hosts_and_schemes():
-    assert Registry("docker.io").base_url == "https://registry-1.docker.io"
-    assert Registry("localhost:5000").base_url == "http://localhost:5000"
-    assert Registry("127.0.0.5:5000").scheme == "http"
-    assert Registry("[::1]:5000").base_url == "http://[::1]:5000"
-    assert Registry("::1").base_url == "http://[::1]"
-    assert Registry("ghcr.io").scheme == "https"
-    assert Registry("registry.example:5000", insecure=True).scheme == "http"
-    assert Registry("localhost:5000", insecure=False).scheme == "https"
+    """docker's rules: HTTPS everywhere; unverified HTTPS then HTTP for 127.0.0.0/8 (localhost
+    included) and registries named insecure; [::1] is not in 127.0.0.0/8, so it is secure."""
+    config = RegistryConfig()  # no daemon.json: docker's defaults
+    secure, insecure = [Endpoint("https", verify=True)], [Endpoint("https", verify=False), Endpoint("http")]
+    assert Registry("docker.io", config=config).base_url == "https://registry-1.docker.io"
+    assert Registry("docker.io", config=config).endpoints == secure
+    assert Registry("localhost:5000", config=config).endpoints == insecure
+    assert Registry("127.0.0.5:5000", config=config).endpoints == insecure
+    assert Registry("[::1]:5000", config=config).endpoints == secure
+    assert Registry("::1", config=config).base_url == "https://[::1]"
+    assert Registry("ghcr.io", config=config).endpoints == secure
+    assert Registry("registry.example:5000", config=config, insecure=True).endpoints == insecure
+    assert Registry("localhost:5000", config=config, insecure=False).endpoints == secure
     with pytest.raises(BuduError, match="invalid registry host"):
         Registry("a/b")
+
+
+def test_a_plain_http_registry_on_localhost_is_reached_over_http(registry):
+    """HTTPS is tried first (docker does), the registry answers TLS with garbage, HTTP works."""
+    with Registry(registry.host) as reg:
+        assert reg.base_url.startswith("https://")
+        reg.ping()
+        assert reg.base_url == f"http://{registry.host}"
 
 
 def test_parse_challenges():

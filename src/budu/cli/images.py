@@ -82,37 +82,59 @@ def cmd_pull(argv: list[str]) -> int:
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
     p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository")
     a = p.parse_args(argv)
-    if a.all_tags:
-        raise ConfigError("budu pull: --all-tags is not supported yet")
     from budu.images import reference
     from budu.images.service import parse_platform
 
     ref = reference.parse(a.name)
     platform = parse_platform(a.platform) if a.platform else None
-    if not a.quiet:
-        if not ref.digest and ":" not in a.name.rsplit("/", 1)[-1]:
-            print("Using default tag: latest")
-        print(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
+    explicit = ref.digest is not None or ":" in a.name.rsplit("/", 1)[-1]
+    if a.all_tags and explicit:
+        raise ConfigError("tag can't be used with --all-tags/-a")
     images = _images()
-    existed = _exists(images, a.name)
-    rich = _rich_progress(a.quiet)
     try:
-        if rich:
-            bars, report = rich
-            with bars:
-                image = images.pull(a.name, platform=platform, progress=report, credentials=_credentials())
+        if a.all_tags:
+            names = [f"{ref.name}:{t}" for t in images.remote_tags(ref.name, credentials=_credentials())]
+            if not names:
+                raise BuduError(f"repository {ref.familiar_name()} has no tags")
         else:
-            image = images.pull(a.name, platform=platform, progress=_PlainProgress(a.quiet), credentials=_credentials())
+            if not a.quiet and not explicit:
+                print("Using default tag: latest")
+            names = [a.name]
+        newer = False
+        for name in names:
+            one = reference.parse(name)
+            if not a.quiet:
+                print(f"{one.tag or one.digest}: Pulling from {one.path}", flush=True)
+            existed = _exists(images, name)
+            image = _pull_one(images, name, platform, a.quiet)
+            newer = newer or existed != image.id
+            if not a.quiet:
+                digest = image.repo_digests[0].split("@", 1)[1] if image.repo_digests else image.manifest_digest
+                for rd in image.repo_digests:  # the digest of this repository, when it has several
+                    if rd.startswith(one.name + "@"):
+                        digest = rd.split("@", 1)[1]
+                print(f"Digest: {digest}")
+                if not a.all_tags:
+                    status = "Downloaded newer image" if newer else "Image is up to date"
+                    print(f"Status: {status} for {one.familiar()}")
     finally:
         images.close()
-    name = f"{ref.name}:{ref.tag}" if ref.tag else f"{ref.name}@{ref.digest}"
-    if not a.quiet:
-        digest = image.repo_digests[0].split("@", 1)[1] if image.repo_digests else image.manifest_digest
-        print(f"Digest: {digest}")
-        status = "Image is up to date" if existed == image.id else "Downloaded newer image"
-        print(f"Status: {status} for {ref.familiar()}")
-    print(name)
+    if a.all_tags:
+        if not a.quiet:
+            print(f"Status: {'Downloaded newer image' if newer else 'Image is up to date'} for {ref.familiar_name()}")
+        print(ref.name)
+    else:
+        print(f"{ref.name}:{ref.tag}" if ref.tag else f"{ref.name}@{ref.digest}")
     return 0
+
+
+def _pull_one(images, name: str, platform, quiet: bool):  # noqa: ANN001, ANN202
+    rich = _rich_progress(quiet)
+    if rich:
+        bars, report = rich
+        with bars:
+            return images.pull(name, platform=platform, progress=report, credentials=_credentials())
+    return images.pull(name, platform=platform, progress=_PlainProgress(quiet), credentials=_credentials())
 
 
 def _exists(images, name: str) -> str | None:  # noqa: ANN001
@@ -195,8 +217,10 @@ def cmd_images(argv: list[str]) -> int:
     finally:
         images.close()
     if a.repository:
-        rows = [r for r in rows if r["Repository"] == a.repository.split(":")[0]
-                and (":" not in a.repository or r["Tag"] == a.repository.split(":", 1)[1])]
+        repo, tag = a.repository, None
+        if ":" in repo.rsplit("/", 1)[-1]:  # a tag, not a registry's port
+            repo, _, tag = repo.rpartition(":")
+        rows = [r for r in rows if r["Repository"] == repo and (tag is None or r["Tag"] == tag)]
     for f in a.filter:
         key, _, value = f.partition("=")
         if key == "reference":

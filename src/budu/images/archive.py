@@ -45,7 +45,7 @@ from typing import BinaryIO
 from budu.errors import BuduError, ConfigError, NotFound, StateError
 from budu.images import reference
 from budu.images.content import DigestMismatch
-from budu.images.layers import GZIP_LEVEL, LayerError, apply_layer
+from budu.images.layers import GZIP_LEVEL, LayerError, ParallelGzip, apply_layer
 from budu.images.service import (DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Images,
                                  chain_ids, host_platform)
 from budu.images.store import Image
@@ -472,7 +472,8 @@ class _Additions:
 
     def put_layer(self, stream: BinaryIO) -> tuple[str, int, str, str]:
         """Store a layer tarball (plain or compressed) as a gzip blob: (digest, size, media type,
-        diff id).  A gzip tarball is stored as it is, anything else is recompressed."""
+        diff id).  A gzip tarball is stored as it is, anything else is recompressed (gzip on every
+        core, the same bytes whatever their number)."""
         content = self.images.content
         w = content.writer(f"layer-{uuid.uuid4().hex}")
         try:
@@ -481,7 +482,7 @@ class _Additions:
             # A gzip tarball is kept as it is: every compressed byte read goes to the blob.
             raw = _Prefixed(stream, head, sink=w.write if kind == "gzip" else None)
             plain = _decompressor(io.BufferedReader(raw, _CHUNK), kind)
-            comp = None if kind == "gzip" else zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+            comp = None if kind == "gzip" else ParallelGzip(GZIP_LEVEL)  # on every core
             h, size, first = hashlib.sha256(), 0, b""
             try:
                 while chunk := plain.read(_CHUNK):
@@ -493,6 +494,7 @@ class _Additions:
                         w.write(comp.compress(chunk))
                 if comp is not None:
                     w.write(comp.flush())
+                    comp = None
                 else:
                     while raw.read(_CHUNK):  # whatever follows the gzip stream belongs to the blob too
                         pass
@@ -500,6 +502,9 @@ class _Additions:
                 if isinstance(e, OSError) and e.errno is not None:
                     raise BuduError(f"storing the layer: {e.strerror}") from None
                 raise ArchiveError(f"the layer tarball cannot be decompressed: {_what(e)}") from None
+            finally:
+                if comp is not None:  # stopped early: its threads must not outlive the layer
+                    comp.abort()
             if not _is_tar_header(first):
                 raise ArchiveError("the layer tarball is not a tar archive" if size else "the layer tarball is empty")
             digest = w.digest()

@@ -12,7 +12,9 @@ Layout under `root`:
 A blob only ever appears in `blobs/` by rename(2) of a fsynced `data` file whose digest (and size)
 were checked, so a reader can never see a partial or unverified blob.  An interrupted write (a
 dropped download, a killed process) leaves its ingest behind; reopening the same key re-hashes what
-is there and continues at `Writer.offset` (for an HTTP Range request).
+is there and continues at `Writer.offset` (for an HTTP Range request).  One that nobody resumes is
+removed by `gc_ingests` once it has not been written to for a day (containerd's default expiry),
+unless a live writer holds its lock.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from budu.errors import BuduError, NotFound, StateError
 from budu.images.reference import DIGEST_HEX_LEN, InvalidDigest, parse_digest
 
 _CHUNK = 1 << 20
+INGEST_MAX_AGE = 24 * 3600.0  # an ingest untouched this long is abandoned (containerd: 24 h)
 
 
 class DigestMismatch(BuduError):
@@ -79,6 +82,17 @@ def _read_small(path: str) -> str | None:
             return f.read().strip() or None
     except FileNotFoundError:
         return None
+
+
+def _last_write(path: str) -> float:
+    """When an ingest directory or any file in it last changed."""
+    latest = 0.0
+    with contextlib.suppress(FileNotFoundError):
+        latest = os.lstat(path).st_mtime
+        for name in os.listdir(path):
+            with contextlib.suppress(FileNotFoundError):
+                latest = max(latest, os.lstat(os.path.join(path, name)).st_mtime)
+    return latest
 
 
 def _write_small(path: str, text: str) -> None:
@@ -241,6 +255,66 @@ class ContentStore:
             out.append(IngestStatus(key, offset, _read_small(os.path.join(d, "expected")),
                                     int(total) if total else None, updated))
         return out
+
+    def ingest_usage(self) -> int:
+        """Bytes on disk under ingest/ (partial downloads, pushes in progress, leftovers)."""
+        total = 0
+        for dirpath, _, filenames in os.walk(self._ingest):
+            for name in filenames:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                except FileNotFoundError:
+                    continue
+        return total
+
+    def gc_ingests(self, max_age: float = INGEST_MAX_AGE, now: float | None = None) -> list[str]:
+        """Remove ingests not written to for `max_age` seconds whose lock no process holds, and
+        what crashed writers left (half-written puts of that age, directories being deleted).
+        Returns the keys of the ingests removed."""
+        now = time.time() if now is None else now
+        removed: list[str] = []
+        for name in sorted(os.listdir(self._ingest)):
+            path = os.path.join(self._ingest, name)
+            if name.startswith(".trash-"):  # renamed away by an abort that died before its rmtree
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            if name.startswith(".put-"):
+                with contextlib.suppress(FileNotFoundError):
+                    if now - os.lstat(path).st_mtime > max_age:
+                        os.unlink(path)
+                continue
+            if name.startswith(".") or now - _last_write(path) <= max_age:
+                continue
+            key = _read_small(os.path.join(path, "ref")) or name
+            if self._remove_unlocked(path):
+                removed.append(key)
+        return removed
+
+    def _remove_unlocked(self, path: str) -> bool:
+        """Delete an ingest directory unless a writer holds its lock (then it is not abandoned)."""
+        lock_path = os.path.join(path, "lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except (FileNotFoundError, NotADirectoryError):  # gone meanwhile (committed, aborted)
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            try:
+                if os.fstat(fd).st_ino != os.stat(lock_path).st_ino:
+                    return False  # the directory was replaced under us
+            except FileNotFoundError:
+                return False
+            # Rename while holding the lock, as Writer.abort does: a writer that opens the key
+            # next finds no directory and starts a fresh one.
+            trash = os.path.join(self._ingest, f".trash-{os.urandom(16).hex()}")
+            os.rename(path, trash)
+        finally:
+            os.close(fd)
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
 
     def abort(self, key: str, timeout: float = 60.0) -> None:
         """Drop the ingest `key` (waits for a live writer of that key, like `writer`)."""

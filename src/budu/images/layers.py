@@ -961,9 +961,9 @@ class _Out:
         self.diff = hashlib.sha256()
         self.blob = hashlib.sha256()
         self.size = 0
-        self.comp: _ParallelGzip | None | object
+        self.comp: ParallelGzip | None | object
         if compress == "gzip":
-            self.comp = _ParallelGzip(GZIP_LEVEL)
+            self.comp = ParallelGzip(GZIP_LEVEL)
         elif compress == "zstd":
             import zstandard
 
@@ -1005,7 +1005,7 @@ class _Out:
             self._emit(self.comp.flush())
 
     def abort(self) -> None:
-        if isinstance(self.comp, _ParallelGzip):
+        if isinstance(self.comp, ParallelGzip):
             self.comp.abort()
 
 
@@ -1030,7 +1030,7 @@ def _deflate_block(data: bytes, primer: bytes, level: int) -> bytes:
     return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
 
 
-class _ParallelGzip:
+class ParallelGzip:
     """gzip on every core, the way pigz does it: each block of the tar is deflated on its own
     thread, primed with the 32 KiB before it and ended on a byte boundary (Z_SYNC_FLUSH), and the
     pieces are joined in order into one deflate stream under one gzip header and CRC.

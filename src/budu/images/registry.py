@@ -5,18 +5,21 @@ token from the realm the registry names, or Basic), retries what is safe to retr
 blob downloads where they stopped, and turns registry errors into one-line BuduErrors.  httpx is
 imported here only: the CLI imports this module when it talks to a registry, and stays quick
 otherwise.
+
+HTTPS or HTTP, and which certificates, follow docker's rules (budu.images.hosts): verified HTTPS
+for a secure registry; for an insecure one (named in daemon.json's insecure-registries, or on
+127.0.0.0/8) unverified HTTPS first and plain HTTP if that fails, decided once, at the /v2/ ping.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import ipaddress
 import json
+import os
 import random
 import re
-import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ import httpx
 
 from budu import __version__
 from budu.errors import BuduError, ConfigError, NotFound
+from budu.images import hosts
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -58,8 +62,20 @@ class Unauthorized(RegistryError):
     """The registry (or its token server) would not let us in, even after authenticating."""
 
 
+class Unreachable(RegistryError):
+    """No connection could be made (refused, unknown host, TLS failure); `why` says which."""
+
+    def __init__(self, message: str, why: str = "") -> None:
+        super().__init__(message)
+        self.why = why or message
+
+
 class _Transient(RegistryError):
     """A failure worth trying again: 5xx, 429, or a connection that broke."""
+
+    def __init__(self, message: str, why: str = "") -> None:
+        super().__init__(message)
+        self.why = why or message
 
 
 @dataclass(frozen=True)
@@ -123,22 +139,6 @@ def _pick_challenge(resp: httpx.Response) -> _Challenge | None:
     return None
 
 
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost" or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-def _hostname(host: str) -> str:
-    """"[::1]:5000" -> "::1", "localhost:5000" -> "localhost"."""
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
 def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
     """The OCI digest of `data` ("sha256:<hex>")."""
     if algorithm not in _HASHES:
@@ -199,10 +199,12 @@ def _describe_transport_error(exc: httpx.TransportError) -> str:
         return "connection refused"
     if "name or service not known" in low or "name resolution" in low or "nodename nor servname" in low:
         return "unknown host"
-    if "wrong_version_number" in low or "record layer failure" in low:
-        return "TLS handshake failed (is it a plain HTTP registry? mark it insecure)"
+    if "wrong_version_number" in low or "record layer failure" in low or "packet length too long" in low:
+        return "TLS handshake failed: the server does not speak TLS"
     if "certificate_verify_failed" in low:
         return f"TLS certificate not trusted ({text})"
+    if "certificate required" in low or "handshake failure" in low or "bad certificate" in low:
+        return f"TLS handshake refused by the registry: it may want a client certificate ({text})"
     if isinstance(exc, httpx.RemoteProtocolError):
         return "connection closed by the registry"
     return text
@@ -212,27 +214,20 @@ def _retryable_exc(exc: httpx.TransportError) -> bool:
     """Dropped or stalled connections are worth another try; refused, DNS and TLS failures are not."""
     if isinstance(exc, httpx.TimeoutException):
         return True
+    if "[SSL" in str(exc):  # a TLS alert (a refused client certificate...) does not heal on retry
+        return False
     return isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.CloseError))
-
-
-@functools.lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext | bool:
-    """The system's CA store (where admins add their company CA), else httpx's certifi bundle.
-
-    Made once per process (loading the store takes a while) and shared: contexts are thread-safe.
-    """
-    ctx = ssl.create_default_context()
-    return ctx if ctx.cert_store_stats().get("x509_ca", 0) else True
 
 
 class Registry:
     """One registry host: pull and push manifests and blobs over the distribution v2 API.
 
-    `host` is what the user names ("localhost:5000", "ghcr.io", "docker.io"); plain HTTP is used for
-    loopback hosts, as Docker does, and for hosts named insecure (`insecure=True`; `False` forces
-    HTTPS even on loopback).  `credentials(host)` returns (username, password) or None; it is
-    asked once, with `host` as given, and only if the registry wants credentials.  Thread-safe: one
-    Registry may serve parallel blob downloads.
+    `host` is what the user names ("localhost:5000", "ghcr.io", "docker.io").  Whether it is
+    reached over verified HTTPS, or as an insecure registry (unverified HTTPS, else HTTP), is
+    what `config` (daemon.json and certs.d, read from the usual places when not given) says, as
+    docker decides it; `insecure` overrides that for this client.  `credentials(host)` returns
+    (username, password) or None; it is asked once, with `host` as given, and only if the
+    registry wants credentials.  Thread-safe: one Registry may serve parallel blob downloads.
     """
 
     def __init__(
@@ -240,6 +235,7 @@ class Registry:
         host: str,
         *,
         insecure: bool | None = None,
+        config: hosts.RegistryConfig | None = None,
         credentials: Callable[[str], tuple[str, str] | None] | None = None,
         timeout: float = 60.0,
         retries: int = 3,
@@ -255,9 +251,9 @@ class Registry:
                 raise ConfigError(f"invalid registry host {host!r}") from None
         self.host = host
         self.api_host = DOCKER_HUB_API if host in (DOCKER_HUB, "index.docker.io") else host
-        plain = _is_loopback(_hostname(self.api_host)) if insecure is None else insecure
-        self.scheme = "http" if plain else "https"
-        self.base_url = f"{self.scheme}://{self.api_host}"
+        self.config = config if config is not None else hosts.RegistryConfig.load()
+        self.endpoints = hosts.endpoints(self.config, host, insecure)
+        self._use(self.endpoints[0])
         self.retries = max(0, retries)
         self.backoff = backoff
         self._credentials_fn = credentials
@@ -267,15 +263,22 @@ class Registry:
         self._pinged = False
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
         self._lock = threading.Lock()
+        tls = next((e for e in self.endpoints if e.scheme == "https"), None)
         self._client = httpx.Client(
             http1=True,
             http2=False,
-            verify=_ssl_context() if self.scheme == "https" else True,
+            # one client for both schemes: the context only matters to https URLs
+            verify=hosts.ssl_context(self.config, host, tls) if tls else False,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             headers={"User-Agent": f"budu/{__version__}"},
             follow_redirects=False,
         )
+
+    def _use(self, endpoint: hosts.Endpoint) -> None:
+        self.endpoint = endpoint
+        self.scheme = endpoint.scheme
+        self.base_url = f"{self.scheme}://{self.api_host}"
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -297,9 +300,27 @@ class Registry:
         """GET /v2/: proves the host speaks the v2 API and learns how it wants us to authenticate.
 
         Done once, before the first real request, so that streamed upload bodies (which cannot be
-        sent twice) already carry the right Authorization.
+        sent twice) already carry the right Authorization.  It is also where the scheme is
+        settled: each endpoint in turn (for an insecure registry, HTTPS then HTTP) until one
+        answers at all; whatever it answers, it is the one used from then on.
         """
-        resp = self._send("GET", self._url("/v2/"))
+        failures: list[tuple[str, str]] = []
+        for i, endpoint in enumerate(self.endpoints):
+            self._use(endpoint)
+            last = i == len(self.endpoints) - 1
+            try:  # (an answer, even a 5xx one after the retries, settles it: no fallback)
+                resp = self._send("GET", httpx.URL(self.base_url + "/v2/"))
+                break
+            except (Unreachable, _Transient) as e:
+                if not last:
+                    failures.append((endpoint.describe(), e.why))
+                    continue
+                if isinstance(e, Unreachable):
+                    failures.append((endpoint.describe(), e.why))
+                    tried = e.why if len({why for _, why in failures}) == 1 else \
+                        "; ".join(f"{where}: {why}" for where, why in failures)
+                    raise Unreachable(f"cannot reach registry {self.host}: {tried}{self._hint(e.why)}", e.why) from None
+                raise
         if resp.status_code == 401:
             self._challenge = _pick_challenge(resp)
         elif resp.status_code == 404:
@@ -309,6 +330,20 @@ class Registry:
         else:
             self._challenge = None
         self._pinged = True
+
+    def _hint(self, why: str) -> str:
+        """What to do about a TLS failure with a secure registry."""
+        if self.scheme != "https" or not self.endpoint.verify:
+            return ""
+        config = self.config.source or os.path.join(hosts.SYSTEM_CONFIG_DIR, hosts.DAEMON_JSON)
+        if why.startswith("TLS handshake failed"):
+            return f" (if it is a plain HTTP registry, list {self.host} in insecure-registries in {config})"
+        if why.startswith("TLS certificate not trusted"):
+            certs = self.config.certs_dirs
+            where = os.path.join(certs[0], self.host, "ca.crt") if certs else "certs.d"
+            return (f" (put the CA certificate that signed it in {where}, or list {self.host} in "
+                    f"insecure-registries in {config})")
+        return ""
 
     def login(self) -> None:
         """Checks the credentials now (as `docker login` does); raises Unauthorized if refused."""
@@ -405,6 +440,8 @@ class Registry:
     # -- transport -----------------------------------------------------------------------------
 
     def _url(self, path: str) -> httpx.URL:
+        """A URL on the registry, once the ping has settled its scheme."""
+        self._ensure_pinged()
         return httpx.URL(self.base_url + path)
 
     def _delay(self, attempt: int, resp: httpx.Response | None = None) -> float:
@@ -436,12 +473,12 @@ class Registry:
             except httpx.TransportError as exc:
                 why = _describe_transport_error(exc)
                 if not _retryable_exc(exc):
-                    raise RegistryError(f"cannot reach registry {self.host}: {why}") from None
+                    raise Unreachable(f"cannot reach registry {self.host}: {why}", why) from None
                 if retry and attempt < self.retries:
                     time.sleep(self._delay(attempt))
                     attempt += 1
                     continue
-                raise _Transient(f"connection to registry {self.host} failed: {why}") from None
+                raise _Transient(f"connection to registry {self.host} failed: {why}", why) from None
             if resp.status_code in _RETRY_STATUSES:
                 if retry and attempt < self.retries:
                     delay = self._delay(attempt, resp)
@@ -732,6 +769,51 @@ class Registry:
                 time.sleep(self._delay(attempt))
                 attempt += 1
 
+    def upload_stream(self, name: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Push a blob whose digest is known only once it has all gone: a layer compressed on its
+        way out.  One streamed PATCH (chunked transfer encoding, as docker sends it), hashed as it
+        goes, then the closing PUT with that digest.  Returns (digest, size).
+
+        Nothing is checked for first (no digest to ask about).  A failed upload starts over, after
+        a backoff, only if `chunks` can be iterated again from the beginning."""
+        name = self._repo(name)
+        scopes = self._push(name)
+        replayable = iter(chunks) is not chunks
+        attempt = 0
+        while True:
+            location: httpx.URL | None = None
+            try:
+                location, _ = self._start_upload(name, "(streamed)", scopes, None)
+                assert location is not None
+                sent = _Hashing(chunks)
+                resp = self._request(
+                    "PATCH", location, scopes=scopes, repo=name,
+                    headers={"Content-Type": "application/octet-stream"}, content=sent, retry=False,
+                )
+                if resp.status_code != 202:
+                    raise self._error(resp, f"upload a blob to {self.host}/{name}")
+                resp.close()
+                got = resp.headers.get("range", "")
+                if got and got.split("-")[-1] != str(sent.size - 1):
+                    raise _Transient(f"registry acknowledged {got} of the {sent.size} bytes sent")
+                location = self._join(resp.headers.get("location") or str(location), "an upload")
+                digest = sent.digest()
+                resp = self._request(
+                    "PUT", location.copy_merge_params({"digest": digest}), scopes=scopes, repo=name,
+                    headers={"Content-Length": "0"}, content=b"", retry=False,
+                )
+                if resp.status_code not in (201, 204):
+                    raise self._error(resp, f"upload blob {digest} to {self.host}/{name}")
+                resp.close()
+                return digest, sent.size
+            except _Transient as exc:
+                if location is not None:
+                    self._cancel_upload(location, scopes)
+                if not replayable or attempt >= self.retries:
+                    raise RegistryError(f"cannot upload a blob to {self.host}/{name}: {exc}") from None
+                time.sleep(self._delay(attempt))
+                attempt += 1
+
     def _start_upload(
         self, name: str, digest: str, scopes: Sequence[str], mount_from: str | None
     ) -> tuple[httpx.URL | None, int]:
@@ -953,6 +1035,29 @@ class BlobStream(Iterator[bytes]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Hashing(Iterator[bytes]):
+    """The chunks as they are sent, counted and hashed (sha256): the digest of a streamed blob."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> _Hashing:
+        return self
+
+    def __next__(self) -> bytes:
+        while True:
+            chunk = next(self._chunks)
+            if chunk:
+                self._hash.update(chunk)
+                self.size += len(chunk)
+                return bytes(chunk)
+
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
 
 
 def _exactly(chunks: Iterable[bytes], size: int, digest: str) -> Iterator[bytes]:

@@ -153,6 +153,15 @@ class Images:
         report("done", image.id, 0, 0)
         return image
 
+    def remote_tags(self, name: str, credentials=None, insecure: bool | None = None) -> list[str]:  # noqa: ANN001
+        """Every tag of a repository in its registry (the tags list API, all its pages), sorted as
+        docker pulls them for --all-tags."""
+        from budu.images.registry import Registry
+
+        ref = reference.parse(name)
+        with Registry(ref.domain, credentials=credentials, insecure=insecure) as reg:
+            return sorted(set(reg.tags(ref.path)))
+
     def _fetch(self, reg, name: str, desc: dict, report: Progress, tail: _Tail | None = None) -> None:  # noqa: ANN001
         """Download one blob into the content store, resuming what an earlier pull left.
 
@@ -340,9 +349,11 @@ class Images:
 
     def prune(self, all_images: bool = False, in_use: set[str] | None = None) -> tuple[list[tuple[str, str]], int]:
         """docker image prune: dangling images (no tag), or with `all_images` every image no
-        container uses.  Returns docker's lines and the bytes reclaimed."""
+        container uses; and downloads abandoned for a day (content.INGEST_MAX_AGE) that no pull
+        resumed.  Returns docker's lines and the bytes reclaimed."""
         lines: list[tuple[str, str]] = []
         before = self.disk_usage()["total"]
+        self.content.gc_ingests()
         for img in self.store.list():
             if img.id in (in_use or set()):
                 continue
@@ -377,6 +388,7 @@ class Images:
         images = self.store.list()
         snaps = {i.key: i for i in self.snapshots.walk()}
         content = sum(size for _, size in self.content.walk())
+        ingests = self.content.ingest_usage()  # partial downloads: on disk too, until resumed or collected
         layers = sum(i.size for i in snaps.values() if i.kind == "committed")
         refs: dict[str, int] = {}
         for img in images:
@@ -385,8 +397,8 @@ class Images:
                 refs[k] = refs.get(k, 0) + 1
                 k = snaps[k].parent
         shared = sum(snaps[k].size for k, n in refs.items() if n > 1)
-        return {"images": len(images), "active": 0, "layers": layers, "content": content,
-                "shared": shared, "total": layers + content}
+        return {"images": len(images), "active": 0, "layers": layers, "content": content + ingests,
+                "ingests": ingests, "shared": shared, "total": layers + content + ingests}
 
 
 class _Tail:

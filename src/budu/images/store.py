@@ -107,6 +107,12 @@ class ImageStore:
             c.execute("INSERT OR IGNORE INTO repo_digests (name, image_id) SELECT ?, id FROM images WHERE id = ?",
                       (name, image_id))
 
+    def add_blobs(self, image_id: str, blobs: list[str]) -> None:
+        """Hold `blobs` for an image that is still there (a concurrent rmi wins)."""
+        with self.db.tx() as c:
+            c.executemany("INSERT OR IGNORE INTO image_blobs (image_id, digest) SELECT id, ? FROM images WHERE id = ?",
+                          [(d, image_id) for d in blobs])
+
     def untag(self, name: str) -> str:
         with self.db.tx() as c:
             row = c.execute("SELECT image_id FROM tags WHERE name = ?", (name,)).fetchone()
