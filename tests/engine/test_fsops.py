@@ -507,7 +507,7 @@ def test_running_container(engine, monitor, host, tmp_path, monkeypatch):
     bind = tmp_path / "bind"
     bind.mkdir()
     c = engine.create("busybox:latest", config={"Cmd": ["sleep", "300"]},
-                      host_config={"Binds": [f"{bind}:/data"]}, name="live")
+                      host_config={"Binds": [f"{bind}:/data"], "NetworkMode": "none"}, name="live")
     engine.start(c)
     deadline = time.monotonic() + 20
     while engine.state(c).status != "running":
