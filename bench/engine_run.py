@@ -129,7 +129,7 @@ def main() -> None:
         print(f"\nbudu --version {version:.1f} ms; budu ps -a with {a.ps_containers} containers {ps:.1f} ms (target < 100)")
         subprocess.run(["sh", "-c", "budu ps -aq | xargs -r budu rm -f"], env=env, stdout=subprocess.DEVNULL)
 
-        subprocess.run(["budu", "run", "-d", "--name", "mem", "busybox", "sleep", "60"], env=env, check=True,
+        subprocess.run(["budu", "run", "-d", "--name", "mem", "--network", "none", "busybox", "sleep", "60"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
         pod = subprocess.run(["podman", "run", "-d", "--network", "none", *podman_opts, podman_image, "sleep", "60"],
                              check=True, capture_output=True, text=True).stdout.strip()
