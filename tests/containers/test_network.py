@@ -144,3 +144,20 @@ def test_container_network_mode(budu, www):
     budu("run", "-d", "--name", "base", "-v", f"{www}:/www", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
     out = budu("run", "--rm", "--network", "container:base", "busybox", "wget", "-qO-", "http://127.0.0.1/").stdout
     assert out == "hello from budu\n"
+
+
+def test_publish_all_ranges_labels_prune(budu, www):
+    base = _free_port()
+    budu("run", "-d", "--name", "many", "--expose", "81", "-P", "-p", f"{base}-{base + 1}:80-81",
+         "-v", f"{www}:/www", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+    ports = budu.inspect("many")["NetworkSettings"]["Ports"]
+    assert ports["80/tcp"][0]["HostPort"] == str(base) and ports["81/tcp"][0]["HostPort"] == str(base + 1)
+    assert _get(f"http://127.0.0.1:{base}/") == "hello from budu\n"
+    budu("rm", "-f", "many")
+    budu("network", "create", "--label", "team=web", "--subnet", "10.197.5.0/24", "--gateway", "10.197.5.254", "labelled")
+    info = json.loads(budu("network", "inspect", "labelled").stdout)[0]
+    assert info["Labels"] == {"team": "web"} and info["IPAM"]["Config"][0]["Gateway"] == "10.197.5.254"
+    assert budu("network", "ls", "--filter", "label=team=web", "--format", "{{.Name}}").stdout == "labelled\n"
+    out = budu("network", "prune", "-f").stdout
+    assert "labelled" in out
+    assert "labelled" not in budu("network", "ls", "--format", "{{.Name}}").stdout
