@@ -85,3 +85,21 @@ def print_inspected(objects: list[dict], template: str | None) -> None:
             sys.stdout.write(render(template, obj) + "\n")
     else:
         sys.stdout.write(json.dumps(objects, indent=4, ensure_ascii=False) + "\n")
+
+
+def inspect_each(names: list[str], fetch, template: str | None, error: str = "Error: ") -> int:  # noqa: ANN001
+    """`X inspect NAME...`: each object fetched, errors one line each, then all printed; exit 1
+    if any was missing (docker's)."""
+    import sys
+
+    from budu.errors import BuduError
+
+    out, failed = [], False
+    for name in names:
+        try:
+            out.append(fetch(name))
+        except BuduError as e:
+            sys.stderr.write(f"{error}{e}\n")
+            failed = True
+    print_inspected(out, template)
+    return 1 if failed else 0

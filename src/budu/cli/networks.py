@@ -93,18 +93,10 @@ def cmd_inspect(argv: list[str]) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="Verbose output for diagnostics")
     a = p.parse_args(argv)
     engine = _engine()
-    out, failed = [], False
     try:
-        for name in a.names:
-            try:
-                out.append(engine.network_inspect(name))
-            except BuduError as e:
-                sys.stderr.write(f"Error response from daemon: {e}\n")
-                failed = True
+        return fmt.inspect_each(a.names, engine.network_inspect, a.format, "Error response from daemon: ")
     finally:
         engine.close()
-    fmt.print_inspected(out, a.format)
-    return 1 if failed else 0
 
 
 def cmd_rm(argv: list[str]) -> int:

@@ -92,18 +92,10 @@ def cmd_inspect(argv: list[str]) -> int:
     p.add_argument("-f", "--format", help="Format output using a custom template")
     a = p.parse_args(argv)
     engine = _engine()
-    out, failed = [], False
     try:
-        for name in a.names:
-            try:
-                out.append(engine.volumes.get(name).inspect())
-            except BuduError as e:
-                sys.stderr.write(f"Error: {e}\n")
-                failed = True
+        return fmt.inspect_each(a.names, lambda name: engine.volumes.get(name).inspect(), a.format)
     finally:
         engine.close()
-    fmt.print_inspected(out, a.format)
-    return 1 if failed else 0
 
 
 def cmd_rm(argv: list[str]) -> int:
