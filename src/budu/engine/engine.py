@@ -640,6 +640,13 @@ class Engine(NetworkOps):
         """Everything a container holds, each step safe to repeat; its record goes last."""
         d = self.dir(c.id)
         st = status.read(d, c.id)
+        if st.status in ("running", "restarting") and status.monitor_alive(st.monitor_pid, c.id):
+            # a removal that a killed budu left halfway may find its container still running
+            _touch(os.path.join(d, "stop-requested"))
+            self._runtime(c, "kill", c.id, "KILL", check=False)
+            self._runtime(c, "resume", c.id, check=False)
+            self._wait_stopped(c, 10)
+            st = status.read(d, c.id)
         # a live monitor deletes the runtime's container itself (a --rm run is told of the exit
         # first, so that both go on at once); only what nobody will delete is deleted here
         if not status.monitor_alive(st.monitor_pid, c.id) and self._runtime_has(c):
