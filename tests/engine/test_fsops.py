@@ -493,7 +493,7 @@ def monitor(tmp_path_factory) -> str:
     except BuduError:
         pass
     if not shutil.which(os.environ.get("CC", "cc")):
-        pytest.skip("budu-monitor is not installed and there is no C compiler to build it")
+        pytest.fail("budu-monitor is not installed and there is no C compiler to build it")
     out = str(tmp_path_factory.mktemp("monitor") / "budu-monitor")
     script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "build-monitor.sh")
     subprocess.run(["sh", script, out], check=True, capture_output=True, timeout=300)

@@ -35,7 +35,7 @@ def env(unchanged_host, tmp_path):
 def resolver():
     """A resolver on 127.0.0.53, where systemd-resolved would be."""
     if not port_free(53, "127.0.0.53"):
-        pytest.skip("127.0.0.53:53 is taken")
+        pytest.fail("127.0.0.53:53 is taken")
     r = FakeResolver("127.0.0.53", {"outside.example": "198.51.100.7"})
     yield r
     r.close()
