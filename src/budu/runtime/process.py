@@ -7,7 +7,9 @@ across the uid change) → capability sets → no_new_privs → seccomp, as clos
 from __future__ import annotations
 
 import os
-import signal  # before pivot_root: the container's root has no stdlib
+# _signal, not signal: the builtin needs no import after pivot_root (the container's root has no
+# stdlib), and signal's enums cost ~8 ms to import on a small VM
+import _signal
 
 from budu.errors import BuduError, ConfigError
 from budu.kernel import caps as capslib
@@ -166,6 +168,6 @@ def exec_process(path: str, process: dict, preserve_fds: int = 0) -> None:
     os.closerange(3 + preserve_fds, 1 << 20)
     # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across execve, and a
     # container's `yes | head` would never end.  The container starts with the defaults.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
     os.execve(path, process["args"], build_env(process.get("env")))
