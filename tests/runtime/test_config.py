@@ -190,7 +190,7 @@ def test_pid_namespace_init_is_pid_1(runtime, bundle):
     # pid 1 is the shell, and every pid is the namespace's own (small), not the host's
     out = probe(runtime, bundle, "echo $$; cat /proc/1/comm; ps -o pid= | sort -n | tail -1")
     first, comm, highest = out.split()
-    assert (first, comm) == ("1", "sh") and int(highest) < 10
+    assert (first, comm) == ("1", "sh") and int(highest) < 100  # the namespace's own numbers, not the host's (thousands)
 
 
 def test_user_namespace_mappings(runtime, bundle):

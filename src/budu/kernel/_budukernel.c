@@ -1,5 +1,6 @@
 /* The Linux calls budu-runtime needs that Python's os module lacks: mount, umount2, unshare,
- * setns, pivot_root, prctl, sethostname, setdomainname, capget, capset, prlimit and getrlimit; and
+ * setns, pivot_root, prctl, sethostname, setdomainname, capget, capset, prlimit, getrlimit and
+ * seccomp(SECCOMP_SET_MODE_FILTER) of a BPF program that libseccomp compiled earlier; and
  * start_primer/stop_primer, writes to a cgroup.procs file from a tiny child process (see below).
  *
  * A C extension rather than ctypes because every container start is a fresh interpreter:
@@ -15,6 +16,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -348,6 +351,29 @@ k_stop_primer(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* Load a seccomp filter: `prog` is an array of struct sock_filter as libseccomp's
+ * seccomp_export_bpf writes it, `flags` the SECCOMP_FILTER_FLAG_* bits. */
+static PyObject *
+k_seccomp_set_filter(PyObject *self, PyObject *args)
+{
+    Py_buffer prog;
+    unsigned int flags = 0;
+    if (!PyArg_ParseTuple(args, "y*|I", &prog, &flags))
+        return NULL;
+    if (prog.len == 0 || prog.len % sizeof(struct sock_filter) != 0
+        || prog.len / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+        PyBuffer_Release(&prog);
+        return PyLong_FromLong(-EINVAL);
+    }
+    struct sock_fprog fprog = {
+        .len = (unsigned short)(prog.len / sizeof(struct sock_filter)),
+        .filter = (struct sock_filter *)prog.buf,
+    };
+    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog);
+    PyBuffer_Release(&prog);
+    return RESULT(r);
+}
+
 static PyMethodDef methods[] = {
     {"mount", k_mount, METH_VARARGS, "mount(source, target, fstype, flags=0, data=None) -> 0 or -errno"},
     {"umount2", k_umount2, METH_VARARGS, "umount2(target, flags=0) -> 0 or -errno"},
@@ -362,6 +388,8 @@ static PyMethodDef methods[] = {
     {"capset", k_capset, METH_VARARGS, "capset(effective, permitted, inheritable) -> 0 or -errno"},
     {"prlimit", k_prlimit, METH_VARARGS, "prlimit(resource, soft, hard) -> 0 or -errno (-1: unlimited)"},
     {"getrlimit", k_getrlimit, METH_VARARGS, "getrlimit(resource) -> (0 or -errno, soft, hard), -1: unlimited"},
+    {"seccomp_set_filter", k_seccomp_set_filter, METH_VARARGS,
+     "seccomp_set_filter(prog: bytes, flags=0) -> 0 or -errno (struct sock_filter[] from libseccomp)"},
     {"start_primer", k_start_primer, METH_VARARGS, "start_primer(cgroup_procs_path) -> child pid or -errno"},
     {"stop_primer", k_stop_primer, METH_NOARGS, "stop_primer(): let the primer child exit"},
     {NULL, NULL, 0, NULL},

@@ -106,6 +106,11 @@ def setdomainname(name: str) -> None:
     _check(_k.setdomainname(name.encode()), f"setdomainname {name!r}")
 
 
+def seccomp_set_filter(prog: bytes, flags: int = 0) -> None:
+    """Load a compiled seccomp filter (struct sock_filter[]) into the calling thread."""
+    _check(_k.seccomp_set_filter(prog, flags), "seccomp(SECCOMP_SET_MODE_FILTER)")
+
+
 def prlimit(resource: int, soft: int, hard: int) -> None:
     """Set a resource limit of this process (-1: unlimited); without the `resource` module's import."""
     _check(_k.prlimit(resource, soft, hard), f"setrlimit({resource})")

@@ -102,6 +102,11 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None, 
     if config["process"].get("terminal") and console_fd is None and not opts.console_socket:
         raise ConfigError("process.terminal is true but no --console-socket was given")
     hooks = config.get("hooks") or {}
+    compiled = None
+    if lx.get("seccomp") is not None:
+        from budu.runtime import seccomp_filter
+
+        compiled = seccomp_filter.prepare(opts.root, lx["seccomp"])  # checks it too: before any state
 
     st = state.new(opts.root, cid)
     cg = None
@@ -112,7 +117,7 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None, 
         # init holds the fifo from here on: it may not be able to open it itself (a user namespace)
         fifo_fd = os.open(st.fifo, os.O_RDWR | os.O_CLOEXEC)
         config["_budu"] = {"fifo": st.fifo, "consoleSocket": opts.console_socket, "preserveFds": opts.preserve_fds,
-                           "fifoFd": fifo_fd}
+                           "fifoFd": fifo_fd, "seccomp": compiled}
         # every module the container's side needs, imported once here rather than after the fork
         # in a child whose every new page would be a copy-on-write fault
         init.preload(config["process"], hooks)
@@ -535,16 +540,16 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
             raise BuduError(f"console socket {opts.console_socket}: {e.strerror}") from None
     if not detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    seccomp_profile = st.data.get("seccomp")
-    if seccomp_profile:
-        from budu.runtime import seccomp
+    compiled = None
+    if st.data.get("seccomp") is not None:
+        from budu.runtime import seccomp_filter
 
-        seccomp.validate(seccomp_profile)  # also loads libseccomp before we enter the container's mounts
+        compiled = seccomp_filter.prepare(opts.root, st.data["seccomp"])  # before we enter its mounts
     parent, child = sync.pair()
     c1 = os.fork()
     if c1 == 0:
         parent.close()
-        os._exit(_exec_child(child, paths, process, seccomp_profile, opts,
+        os._exit(_exec_child(child, paths, process, compiled, opts,
                              console_pair[1].fileno() if console_pair else
                              console_conn.fileno() if console_conn else None))
     child.close()
@@ -583,7 +588,7 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
     return wait_forwarding(pid2, master)
 
 
-def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp_profile: dict | None,
+def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp: tuple | None,
                 opts: Options, console_fd: int | None) -> int:
     from budu.runtime import init
     from budu.runtime import process as proc
@@ -604,7 +609,7 @@ def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp_
             slave, _ = console.new_console("/dev/ptmx", process,
                                            console_fd if console_fd is not None else opts.console_socket)  # type: ignore[arg-type]
             console.make_controlling(slave)
-        proc.finalize(process, seccomp_profile)
+        proc.finalize(process, seccomp)
         proc.exec_process(exe, process, opts.preserve_fds)
     except BaseException as e:  # noqa: BLE001
         init._report(ch, e)

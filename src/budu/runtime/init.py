@@ -240,7 +240,7 @@ def init(ch: sync.Channel, config: dict, new_cgroupns: bool, in_userns: bool, co
             from budu.runtime import hooks as hk
 
             hk.run_in_process(hooks["startContainer"], dict(extra["state"], status="running"), "startContainer")
-        proc.finalize(p, lx.get("seccomp"))
+        proc.finalize(p, extra.get("seccomp"))
         log.debug("init: exec")
         proc.exec_process(exe, p, extra.get("preserveFds") or 0)
     except BaseException as e:  # noqa: BLE001

@@ -14,6 +14,7 @@ import _signal
 from budu.errors import BuduError, ConfigError
 from budu.kernel import caps as capslib
 from budu.kernel import syscalls as sc
+from budu.runtime import seccomp_filter
 from budu.runtime.spec import RLIMITS
 
 
@@ -99,26 +100,23 @@ def set_user(user: dict) -> None:
         os.umask(0o022)
 
 
-def finalize(process: dict, seccomp_profile: dict | None) -> None:
-    """Drop to the process's user and privileges; seccomp as late as it can be loaded.
+def finalize(process: dict, seccomp: tuple | None) -> None:
+    """Drop to the process's user and privileges; seccomp (compiled by seccomp_filter.prepare
+    before the fork) as late as it can be loaded.
 
     Without no_new_privs the kernel only accepts a filter from a process holding CAP_SYS_ADMIN,
     so it is loaded before the capabilities go (as runc does); with it, just before execve.
     """
     nnp = bool(process.get("noNewPrivileges"))
-    if seccomp_profile and not nnp:
-        from budu.runtime import seccomp
-
-        seccomp.apply(seccomp_profile)
+    if seccomp and not nnp:
+        seccomp_filter.load(seccomp)
     capslib.drop_bounding(process.get("capabilities"))
     set_user(process.get("user") or {})
     capslib.apply_sets(process.get("capabilities"))
     if nnp:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        if seccomp_profile:
-            from budu.runtime import seccomp
-
-            seccomp.apply(seccomp_profile)
+        if seccomp:
+            seccomp_filter.load(seccomp)
 
 
 def prepare(process: dict) -> str:

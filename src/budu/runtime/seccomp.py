@@ -25,6 +25,7 @@ import errno
 import os
 
 from budu.errors import ConfigError, KernelError
+from budu.runtime import seccomp_filter
 
 # --- libseccomp constants (seccomp.h, libseccomp 2.5) -------------------------------------------
 
@@ -106,6 +107,8 @@ _FLAG_ATTRS: dict[str, int] = {
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _ATTR_CTL_SSB,
 }
 _DEFAULT_FLAG = "SECCOMP_FILTER_FLAG_SPEC_ALLOW"
+# The seccomp(2) flag bit each of those attributes becomes when the filter is loaded.
+_KERNEL_FLAGS: dict[int, int] = {_ATTR_CTL_TSYNC: 1, _ATTR_CTL_LOG: 2, _ATTR_CTL_SSB: 4}
 
 _NR_SCMP_ERROR = -1  # seccomp_syscall_resolve_name: unknown name
 _MAX_ARGS = 6  # a Linux syscall has at most six arguments
@@ -160,7 +163,7 @@ def _seccomp() -> ctypes.CDLL:
             ctypes.c_int,
             [ctx, u32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(ArgCmp)],
         ),
-        ("seccomp_load", ctypes.c_int, [ctx]),
+        ("seccomp_export_bpf", ctypes.c_int, [ctx, ctypes.c_int]),
         ("seccomp_api_get", ctypes.c_uint, []),
         ("seccomp_version", ctypes.POINTER(Version), []),
     ):
@@ -403,16 +406,17 @@ def validate(profile: dict) -> None:
         _seccomp()
 
 
-def apply(profile: dict) -> None:
-    """Build the filter described by ``profile`` and load it into the calling thread.
+def compile_bpf(profile: dict) -> tuple[bytes, int] | None:
+    """Have libseccomp compile ``profile`` into a BPF program, without loading it.
 
-    Call it as late as possible before execve: every syscall after it is filtered.  The filter is
-    loaded without setting no_new_privs (the runtime does that itself when the config asks), so
-    the caller needs CAP_SYS_ADMIN or no_new_privs already set.
+    Returns (struct sock_filter[] as bytes, SECCOMP_FILTER_FLAG_* bits), or None for "no
+    seccomp".  The program is what seccomp_load would have loaded; budu.runtime.seccomp_filter
+    caches it, since compiling Docker's default profile takes libseccomp ~20 ms and loading the
+    result ~0.1 ms.
     """
     plan = _compile(profile)
     if plan is None:
-        return
+        return None
     default, arches, flag_attrs, rules = plan
     lib = _seccomp()
     ctx = lib.seccomp_init(default)
@@ -446,14 +450,30 @@ def apply(profile: dict) -> None:
                     raise KernelError(
                         f'{path}: libseccomp refused the rule for syscall "{name}": {os.strerror(-rc)}'
                     )
-        rc = lib.seccomp_load(ctx)
-        if rc < 0:
-            hint = ""
-            if rc == -errno.EACCES:
-                hint = " (loading a filter needs CAP_SYS_ADMIN or no_new_privs)"
-            raise KernelError(f"linux.seccomp: loading the filter failed: {os.strerror(-rc)}{hint}")
+        fd = os.memfd_create("budu-seccomp", os.MFD_CLOEXEC)
+        try:
+            rc = lib.seccomp_export_bpf(ctx, fd)
+            if rc < 0:
+                raise KernelError(f"linux.seccomp: libseccomp could not compile the filter: {os.strerror(-rc)}")
+            size = os.lseek(fd, 0, os.SEEK_END)
+            prog = os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
     finally:
         lib.seccomp_release(ctx)
+    return prog, sum(_KERNEL_FLAGS[attr] for attr in flag_attrs)
+
+
+def apply(profile: dict) -> None:
+    """Build the filter described by ``profile`` and load it into the calling thread.
+
+    Call it as late as possible before execve: every syscall after it is filtered.  The filter is
+    loaded without setting no_new_privs (the runtime does that itself when the config asks), so
+    the caller needs CAP_SYS_ADMIN or no_new_privs already set.
+    """
+    compiled = compile_bpf(profile)
+    if compiled is not None:
+        seccomp_filter.load(compiled)
 
 
 def _attr(lib: ctypes.CDLL, ctx: int, attr: int, value: int, what: str) -> None:

@@ -203,10 +203,7 @@ def _validate_linux(lx: dict, c: dict) -> None:
         _need(isinstance(lx["cgroupsPath"], str), "linux.cgroupsPath", "must be a string")
     if "resources" in lx:
         _validate_resources(_obj(lx["resources"], "linux.resources"))
-    if lx.get("seccomp") is not None:
-        from budu.runtime import seccomp
-
-        seccomp.validate(lx["seccomp"])
+    # linux.seccomp is checked by seccomp_filter.prepare, when it is compiled (or found compiled)
 
 
 def _validate_resources(r: dict) -> None:

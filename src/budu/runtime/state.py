@@ -25,6 +25,8 @@ def check_id(cid: str) -> None:
         raise ConfigError("container id: must not be empty")
     if cid in (".", "..") or not set(cid) <= _ID_CHARS or len(cid) > 1024:
         raise ConfigError(f"container id {cid!r}: invalid (use letters, digits, '_', '+', '-', '.')")
+    if cid == ".seccomp":  # seccomp_filter.CACHE_DIR, not imported here: it is off the hot path
+        raise ConfigError(f"container id {cid!r}: reserved for budu-runtime's compiled seccomp filters")
 
 
 def write_json_atomic(path: str, data: object, durable: bool = False) -> None:
