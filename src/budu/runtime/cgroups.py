@@ -17,6 +17,7 @@ import os
 import time
 
 from budu.errors import ConfigError, KernelError
+from budu.kernel.files import unescape_mountinfo
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 DEFAULT_MOUNTINFO = "/proc/self/mountinfo"
@@ -127,22 +128,6 @@ def _num(value: object) -> int:
 # --------------------------------------------------------------------------- mounts and paths
 
 
-def _unescape(s: str) -> str:
-    """Undo mountinfo's octal escapes (\\040 for space) in a mount point."""
-    if "\\" not in s:
-        return s
-    out = []
-    i = 0
-    while i < len(s):
-        if s[i] == "\\" and s[i + 1 : i + 4].isdigit() and len(s[i + 1 : i + 4]) == 3:
-            out.append(chr(int(s[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
-
 def _parse_mountinfo(mountinfo: str, root: str) -> tuple[str | None, dict[str, str]]:
     """(cgroup2 mount point or None, {v1 controller: mount point}) from a mountinfo file.
 
@@ -168,7 +153,7 @@ def _parse_mountinfo(mountinfo: str, root: str) -> tuple[str | None, dict[str, s
         lf = left.split()
         if len(lf) < 5:
             continue
-        mnt = _unescape(lf[4])
+        mnt = unescape_mountinfo(lf[4])
         if rf[0] == "cgroup2":
             if v2 is None or mnt == root:
                 v2 = mnt

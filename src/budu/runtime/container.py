@@ -12,19 +12,12 @@ import os
 import time
 
 from budu.errors import BuduError, ConfigError, NotFound, StateError
-from budu.kernel import fastjson
+from budu.kernel import fastjson, signals
 from budu.kernel import syscalls as sc
 from budu.runtime import primer, spec, state, sync
 from budu.runtime.state import State
 
 SIGKILL = 9
-SIGNALS = {
-    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
-    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
-    "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
-    "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
-    "POLL": 29, "PWR": 30, "SYS": 31,
-}
 _FORWARDED = (1, 2, 3, 10, 12, 15, 28)
 
 
@@ -43,19 +36,12 @@ class Options:
 
 
 def parse_signal(sig: str | int) -> int:
-    if isinstance(sig, int):
-        return sig
-    s = sig.upper()
-    if s.isdigit():
-        return int(s)
-    if s.startswith("SIG"):
-        s = s[3:]
-    if s.startswith("RTMIN"):
-        off = s[5:]
-        return 34 + (int(off) if off else 0)
-    if s not in SIGNALS:
+    if isinstance(sig, int) or sig.isdigit():
+        return int(sig)
+    num = signals.number(sig)
+    if num is None:
         raise ConfigError(f"invalid signal {sig!r}")
-    return SIGNALS[s]
+    return num
 
 
 def _raise_child(payload: str) -> None:
