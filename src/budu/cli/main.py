@@ -151,12 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"budu: '{name}' is not a budu command.\nSee 'budu --help'\n")
         return 1
     module, func, _ = table[name]
-    import importlib
-
     from budu.errors import BuduError
 
     try:
-        return getattr(importlib.import_module(module), func)(args) or 0
+        # __import__ rather than importlib.import_module: the importlib package is one more import
+        return getattr(__import__(module, fromlist=[func]), func)(args) or 0
     except BuduError as e:
         sys.stderr.write(f"Error response from daemon: {e}\n" if getattr(e, "daemon_style", False) else f"Error: {e}\n")
         return e.exit_code if e.exit_code else 1

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
+
+import _signal  # not `signal`: its enums cost ~8 ms of every `budu run` here
 
 from budu.cli import attach as att
 from budu.engine import monitor as mon
@@ -21,9 +22,7 @@ class _PullProgress:
     """docker run's pull output, on stderr so that stdout stays the container's."""
 
     def __init__(self) -> None:
-        from budu.cli.images import _PlainProgress
-
-        self.plain = _PlainProgress(False)
+        self.plain = None  # budu.cli.images (argparse, json) is imported only if a pull happens
 
     def announce(self, ref: str) -> None:
         from budu.images import reference
@@ -33,6 +32,10 @@ class _PullProgress:
         sys.stderr.write(f"{r.tag or r.digest}: Pulling from {r.path}\n")
 
     def __call__(self, *a) -> None:  # noqa: ANN002
+        if self.plain is None:
+            from budu.cli.images import _PlainProgress
+
+            self.plain = _PlainProgress(False)
         saved, sys.stdout = sys.stdout, sys.stderr
         try:
             self.plain(*a)
@@ -136,16 +139,16 @@ def _stay_attached(engine, c, sock, stdin: bool, rm: bool, detach_keys: str | No
     if sig_proxy and not tty:
         def forward(signum: int, _frame: object) -> None:
             try:
-                engine.kill(engine.get(c.id), signal.Signals(signum).name)
+                engine.kill(engine.get(c.id), str(signum))
             except BuduError:
                 pass
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-            restore.append((s, signal.signal(s, forward)))
+        for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2):
+            restore.append((s, _signal.signal(s, forward)))
     try:
         code = att.attach(sock, tty, stdin, keys)
     finally:
         for s, h in restore:
-            signal.signal(s, h)
+            _signal.signal(s, h)
     if code is att.DETACHED:
         sock.close()
         att.print_escape()

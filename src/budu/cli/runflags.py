@@ -16,27 +16,33 @@ Messages are docker's words, CLI's or daemon's, one line each.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from budu.errors import ConfigError
+from budu.plain import Plain
 
 
-@dataclass
-class RunRequest:
-    image: str                      # as typed
-    config: dict                    # docker's Config
-    host_config: dict               # docker's HostConfig
-    networking_config: dict         # {"EndpointsConfig": {NET: EndpointSettings}}
-    name: str | None = None         # without docker's optional leading "/"
-    detach: bool = False
-    rm: bool = False                # also host_config["AutoRemove"]
-    pull: str = "missing"           # missing|always|never
-    detach_keys: str | None = None
-    sig_proxy: bool = True
-    platform: str | None = None
-    runtime: str | None = None      # also host_config["Runtime"]
-    cidfile: str | None = None      # also host_config["ContainerIDFile"]; written by the CLI
-    quiet: bool = False             # -q: no pull progress
+class RunRequest(Plain):
+    __slots__ = ("image", "config", "host_config", "networking_config", "name", "detach", "rm", "pull",
+                 "detach_keys", "sig_proxy", "platform", "runtime", "cidfile", "quiet")
+
+    def __init__(self, image: str, config: dict, host_config: dict, networking_config: dict, name: str | None = None,
+                 detach: bool = False, rm: bool = False, pull: str = "missing", detach_keys: str | None = None,
+                 sig_proxy: bool = True, platform: str | None = None, runtime: str | None = None,
+                 cidfile: str | None = None, quiet: bool = False) -> None:
+        self.image = image                          # as typed
+        self.config = config                        # docker's Config
+        self.host_config = host_config              # docker's HostConfig
+        self.networking_config = networking_config  # {"EndpointsConfig": {NET: EndpointSettings}}
+        self.name = name                            # without docker's optional leading "/"
+        self.detach = detach
+        self.rm = rm                                # also host_config["AutoRemove"]
+        self.pull = pull                            # missing|always|never
+        self.detach_keys = detach_keys
+        self.sig_proxy = sig_proxy
+        self.platform = platform
+        self.runtime = runtime                      # also host_config["Runtime"]
+        self.cidfile = cidfile                      # also host_config["ContainerIDFile"]; written by the CLI
+        self.quiet = quiet                          # -q: no pull progress
 
     def body(self) -> dict:
         """The create request body as the Engine API takes it."""
@@ -507,11 +513,18 @@ def _check_cgroup_rule(value: str) -> str:
     return value
 
 
+def _has_key_value(value: str) -> bool:
+    """re.search(r"\w+=\w+", value, re.ASCII), without importing re for every `--network`."""
+    def word(ch: str) -> bool:
+        return ch.isascii() and (ch.isalnum() or ch == "_")
+
+    return any(ch == "=" and 0 < i < len(value) - 1 and word(value[i - 1]) and word(value[i + 1])
+               for i, ch in enumerate(value))
+
+
 def _check_network(value: str) -> dict:
     """`NAME` or docker's long syntax `name=NET,alias=A,ip=IP,ip6=IP,mac-address=M,driver-opt=K=V`."""
-    import re
-
-    if not re.search(r"\w+=\w+", value, re.ASCII):
+    if not _has_key_value(value):
         return {"Target": value}
     import csv
 
@@ -1259,16 +1272,9 @@ def _check_resources(hc: dict) -> None:
 
 def _check_signal(text: str) -> None:
     """moby's signal.ParseSignal: a number, or a name with or without SIG."""
-    import signal
+    from budu.kernel import signals
 
-    if text.isascii() and text.isdigit():
-        ok = 0 < int(text) < signal.NSIG
-    else:
-        name = text.upper().removeprefix("SIG")
-        ok = hasattr(signal, f"SIG{name}") and not name.startswith("_") or (
-            name.startswith(("RTMIN+", "RTMAX-")) and name[6:].isdigit()
-            and int(name[6:]) <= signal.SIGRTMAX - signal.SIGRTMIN)
-    if not ok:
+    if signals.number(text) is None or (text.isdigit() and int(text) >= 65):
         raise ConfigError(f"Invalid signal: {text}")
 
 

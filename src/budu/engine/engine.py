@@ -10,19 +10,16 @@ leaves something the next command finishes instead of something nobody can see o
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import shutil
-import signal as _signal
 import struct
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from budu.engine import events, netfiles, status
 from budu.engine.netops import NetworkOps
 from budu.engine.records import Container, ContainerStore, check_name, pid_alive
 from budu.errors import BuduError, ConfigError, NotFound, StateError
+from budu.kernel import fastjson, signals
+from budu.kernel.files import escape_mountinfo, rmtree, which
 from budu.metadata import Database
 
 DEFAULT_ROOT = "/var/lib/budu"
@@ -116,14 +113,14 @@ class Engine(NetworkOps):
 
     def runtime_argv(self, c: Container) -> list[str]:
         name = c.host_config.get("Runtime") or DEFAULT_RUNTIME
-        path = shutil.which(name) if "/" not in name else name
+        path = which(name) if "/" not in name else name
         if not path:
             raise ConfigError(f"unknown or invalid runtime name: {name}")
         argv = [path, "--root", os.path.join(self.run_root, "runtime", os.path.basename(name))]
         if os.path.basename(path) == "crun" and _hybrid_cgroups():
             # crun 1.8 refuses a hybrid host outright ("drop all controllers from cgroupv2"): it
             # runs in a mount namespace of its own where the v2 mount is hidden, and sees pure v1.
-            argv = [shutil.which("unshare") or "/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c",
+            argv = [which("unshare") or "/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c",
                     'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "sh", *argv]
         return argv
 
@@ -144,24 +141,10 @@ class Engine(NetworkOps):
             return False
         return os.path.exists(os.path.join(root[root.index("--root") + 1], c.id))
 
-    @contextmanager
-    def lock(self, c: Container) -> Iterator[Container]:
-        """Hold the container's lock; yields its record as it is now (it may have changed).
-        Re-entrant: a step that needs the lock may run inside another that holds it."""
-        if c.id in self._held:
-            yield self.store.get(c.id)
-            return
-        try:
-            fd = os.open(self.dir(c.id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise NotFound(f"No such container: {c.id}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._held.add(c.id)
-            yield self.store.get(c.id)
-        finally:
-            self._held.discard(c.id)
-            os.close(fd)
+    def lock(self, c: Container) -> ContainerLock:
+        """`with engine.lock(c) as c:` holds the container's lock and gives its record as it is now
+        (it may have changed).  Re-entrant: a step that needs the lock may run inside another."""
+        return ContainerLock(self, c.id)
 
     # -- lookup -----------------------------------------------------------------------------------
 
@@ -204,7 +187,7 @@ class Engine(NetworkOps):
             raw = dict(st.raw, status="exited", exit_code=255, pid=0,
                        finished_at=st.raw.get("finished_at") if st.raw.get("finished_at", "").startswith(("1", "2"))
                        else _now_rfc3339(), error="the container's monitor is gone")
-            netfiles.write_atomic(os.path.join(self.dir(c.id), "status"), json.dumps(raw))
+            netfiles.write_atomic(os.path.join(self.dir(c.id), "status"), fastjson.dumps(raw))
             if c.paused:
                 self.store.update(c.id, paused=False)
             return status.read(self.dir(c.id), c.id)
@@ -288,7 +271,7 @@ class Engine(NetworkOps):
             self._mount_rootfs(c, rootfs)
             try:
                 spec = self._bundle(c, rootfs)
-                netfiles.write_atomic(os.path.join(d, "config.json"), json.dumps(spec))
+                netfiles.write_atomic(os.path.join(d, "config.json"), fastjson.dumps(spec))
                 sync = monitor.spawn(self._monitor_args(c))
             except monitor.CreateFailed as e:
                 self._net_down(c)
@@ -394,7 +377,7 @@ class Engine(NetworkOps):
         rp = c.host_config.get("RestartPolicy") or {}
         args += ["--restart", rp.get("Name") or "no", "--max-retries", str(rp.get("MaximumRetryCount") or 0)]
         if c.host_config.get("AutoRemove") or c.extra.get("network"):  # --rm, or a network to release
-            budu = shutil.which("budu") or "/usr/local/bin/budu"
+            budu = which("budu") or "/usr/local/bin/budu"
             args += ["--exit-command", budu]
             for a in ("--root", self.root, "container", "cleanup", c.id):
                 args += ["--exit-command-arg", a]
@@ -532,21 +515,11 @@ class Engine(NetworkOps):
         c.paused = False
         self.emit(c, "unpause")
 
-    @contextmanager
-    def rootfs(self, c: Container) -> Iterator[str]:
-        """The container's root as it sees it: /proc/PID/root while it runs (volumes included),
-        else its overlay mounted for the duration (under its lock, so it cannot start meanwhile)."""
-        st = self.state(c)
-        if st.status in ("running", "paused") and st.pid:
-            yield f"/proc/{st.pid}/root"
-            return
-        with self.lock(c) as c:
-            target = os.path.join(self.dir(c.id), "rootfs")
-            self._mount_rootfs(c, target)
-            try:
-                yield target
-            finally:
-                _unmount(target)
+    def rootfs(self, c: Container) -> MountedRootfs:
+        """`with engine.rootfs(c) as root:` the container's root as it sees it: /proc/PID/root while
+        it runs (volumes included), else its overlay mounted for the duration (under its lock, so it
+        cannot start meanwhile)."""
+        return MountedRootfs(self, c)
 
     def upper_dir(self, c: Container) -> str:
         """Its writable layer: what `diff` and `commit` read."""
@@ -612,7 +585,7 @@ class Engine(NetworkOps):
     def _spec(self, c: Container) -> dict:
         try:
             with open(os.path.join(self.dir(c.id), "config.json"), "rb") as f:
-                return json.loads(f.read())
+                return fastjson.loads(f.read())
         except (OSError, ValueError):
             return {}
 
@@ -667,7 +640,7 @@ class Engine(NetworkOps):
                         self.volumes.remove(m["Name"])
                     except BuduError:
                         pass
-        shutil.rmtree(d, ignore_errors=True)
+        rmtree(d)
         self.store.remove(c.id)
 
     def cleanup(self, c: Container) -> None:
@@ -709,7 +682,7 @@ class Engine(NetworkOps):
             st = self.state(c)
             if res and st.status in ("running", "paused"):
                 p = subprocess.run([*self.runtime_argv(c), "update", "--resources", "-", c.id],
-                                   input=json.dumps(res).encode(), capture_output=True)
+                                   input=fastjson.dumps(res).encode(), capture_output=True)
                 if p.returncode != 0:
                     raise StateError(f"Cannot update container {c.id}: "
                                      f"{_runtime_message(p.stderr.decode(errors='replace'))}")
@@ -763,7 +736,7 @@ def _runtime_message(stderr: str) -> str:
         line = line.strip()
         if line.startswith("{"):
             try:
-                rec = json.loads(line)
+                rec = fastjson.loads(line)
                 if rec.get("level") == "error" or "msg" in rec:
                     return rec.get("msg", line)
             except ValueError:
@@ -773,17 +746,90 @@ def _runtime_message(stderr: str) -> str:
     return ""
 
 
-def _signame(sig: str | int) -> str:
-    s = str(sig).upper()
-    if s.isdigit():
+class ContainerLock:
+    """Engine.lock's context manager: flock on the container's directory.  (Classes rather than
+    contextlib.contextmanager, whose import costs ~5 ms of every CLI start here.)"""
+
+    __slots__ = ("engine", "cid", "fd")
+
+    def __init__(self, engine: Engine, cid: str) -> None:
+        self.engine = engine
+        self.cid = cid
+        self.fd: int | None = None
+
+    def __enter__(self) -> Container:
+        e = self.engine
+        if self.cid in e._held:
+            return e.store.get(self.cid)
         try:
-            return _signal.Signals(int(s)).name[3:]
-        except ValueError:
-            raise ConfigError(f"Invalid signal: {sig}") from None
-    s = s[3:] if s.startswith("SIG") else s
-    if not hasattr(_signal, "SIG" + s) or s.startswith(("_", "IG", "DFL")):
+            fd = os.open(e.dir(self.cid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {self.cid}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            e._held.add(self.cid)
+            self.fd = fd
+            return e.store.get(self.cid)
+        except BaseException:
+            self._release(fd)
+            raise
+
+    def __exit__(self, *exc: object) -> bool:
+        if self.fd is not None:
+            self._release(self.fd)
+        return False
+
+    def _release(self, fd: int) -> None:
+        self.fd = None
+        self.engine._held.discard(self.cid)
+        os.close(fd)
+
+
+class MountedRootfs:
+    """Engine.rootfs's context manager."""
+
+    __slots__ = ("engine", "c", "lock", "target")
+
+    def __init__(self, engine: Engine, c: Container) -> None:
+        self.engine = engine
+        self.c = c
+        self.lock: ContainerLock | None = None
+        self.target = ""
+
+    def __enter__(self) -> str:
+        e = self.engine
+        st = e.state(self.c)
+        if st.status in ("running", "paused") and st.pid:
+            return f"/proc/{st.pid}/root"
+        lock = e.lock(self.c)
+        c = lock.__enter__()
+        try:
+            target = os.path.join(e.dir(c.id), "rootfs")
+            e._mount_rootfs(c, target)
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+        self.lock, self.target = lock, target
+        return target
+
+    def __exit__(self, *exc: object) -> bool:
+        if self.lock is not None:
+            try:
+                _unmount(self.target)
+            finally:
+                self.lock.__exit__(None, None, None)
+        return False
+
+
+def _signame(sig: str | int) -> str:
+    """NAME without SIG, as the runtime's `kill` takes it (a number becomes its name)."""
+    num = signals.number(sig)
+    if num is None:
         raise ConfigError(f"Invalid signal: {sig}")
-    return s
+    s = str(sig).strip().upper()
+    if s.isdigit():
+        return signals.name(num)
+    return s[3:] if s.startswith("SIG") else s
 
 
 def _hybrid_cgroups() -> bool:
@@ -829,7 +875,7 @@ def _unlink(path: str) -> None:
 
 def _is_mount(path: str) -> bool:
     """From mountinfo: a bind mount on the same filesystem fools os.path.ismount."""
-    want = os.path.realpath(path).replace("\\", "\\134").replace(" ", "\\040").replace("\n", "\\012")
+    want = escape_mountinfo(os.path.realpath(path))
     try:
         with open("/proc/self/mountinfo") as f:
             return any(line.split(" ", 5)[4] == want for line in f)

@@ -6,9 +6,10 @@ concurrent writers never interleave; `budu events` reads the file and follows it
 
 from __future__ import annotations
 
-import json
 import os
 import time
+
+from budu.kernel import fastjson
 
 FILE = "events.log"
 MAX_SIZE = 8 << 20  # then the older half is dropped (docker keeps a bounded ring too)
@@ -21,7 +22,7 @@ def emit(root: str, kind: str, action: str, actor_id: str, attributes: dict[str,
           "time": now // 1_000_000_000, "timeNano": now}
     if kind == "container":  # docker's deprecated top-level fields, still read by scripts
         ev = {"status": action, "id": actor_id, "from": attrs.get("image", ""), **ev}
-    line = (json.dumps(ev, separators=(",", ":")) + "\n").encode()
+    line = (fastjson.dumps(ev) + "\n").encode()
     path = os.path.join(root, FILE)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -61,7 +62,7 @@ def read(root: str, offset: int = 0) -> tuple[list[dict], int]:
     out = []
     for line in data[:end].splitlines():
         try:
-            out.append(json.loads(line))
+            out.append(fastjson.loads(line))
         except ValueError:
             continue
     return out, offset + end

@@ -6,12 +6,15 @@ creates the container and reports its pid; the engine may then attach, and tells
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import struct
 
+# The C module under `socket`: these are plain unix sockets, and socket.py's enums cost ~10 ms of
+# every `budu run` on a small VM.  Its socket objects have every method used here.
+import _socket as socket
+
 from budu.errors import BuduError
+from budu.kernel import fastjson
 
 # attach frame types
 STDIN, STDIN_EOF, RESIZE, HELLO = 0x00, 0x01, 0x02, 0x10
@@ -49,7 +52,7 @@ class Sync:
                 raise CreateFailed("the container monitor exited before reporting")
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
-        msg = json.loads(line)
+        msg = fastjson.loads(line)
         if "error" in msg:
             raise CreateFailed(msg["error"])
         return msg
@@ -142,7 +145,7 @@ def wait_exit(container_dir: str) -> int | None:
     s = connect(container_dir, 0)
     if s is None:
         return None
-    with s:
+    try:  # not `with s`: _socket's sockets are no context managers
         reader = FrameReader(s)
         while True:
             frames = reader.feed()
@@ -151,3 +154,5 @@ def wait_exit(container_dir: str) -> int | None:
             for kind, payload in frames:
                 if kind == EXIT:
                     return struct.unpack(">i", payload)[0]
+    finally:
+        s.close()

@@ -8,21 +8,23 @@ restart the container into the same addresses; it goes when the container's last
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from budu.errors import BuduError, ConfigError
+from budu.plain import Plain
 
 BUILTIN = ("none", "host", "bridge", "default")
 
 
-@dataclass
-class NetPlan:
-    netns: str | None          # None: a new empty netns (none); "host"; else a path to join
-    host_network: bool = False
-    addresses: list[str] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)  # nameservers that replace the host's
-    search: list[str] = field(default_factory=list)
-    hosts_from: str | None = None                 # container:X shares X's files
+class NetPlan(Plain):
+    __slots__ = ("netns", "host_network", "addresses", "dns", "search", "hosts_from")
+
+    def __init__(self, netns: str | None, host_network: bool = False, addresses: list[str] | None = None,
+                 dns: list[str] | None = None, search: list[str] | None = None, hosts_from: str | None = None) -> None:
+        self.netns = netns  # None: a new empty netns (none); "host"; else a path to join
+        self.host_network = host_network
+        self.addresses = [] if addresses is None else addresses
+        self.dns = [] if dns is None else dns  # nameservers that replace the host's
+        self.search = [] if search is None else search
+        self.hosts_from = hosts_from  # container:X shares X's files
 
 
 def mode(c) -> str:  # noqa: ANN001

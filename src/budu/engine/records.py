@@ -7,32 +7,37 @@ and read by `engine.status` — so nothing here has to be updated when a contain
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
 
 from budu.errors import ConfigError, NotFound
+from budu.kernel import fastjson
 from budu.metadata import Database
+from budu.plain import Plain
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
-@dataclass
-class Container:
-    id: str
-    name: str
-    image_id: str
-    image_ref: str
-    created: float
-    config: dict
-    host_config: dict
-    snapshot: str
-    mounts: list[dict] = field(default_factory=list)
-    paused: bool = False
-    removing: bool = False
-    restart_count: int = 0
-    extra: dict = field(default_factory=dict)
+class Container(Plain):
+    __slots__ = ("id", "name", "image_id", "image_ref", "created", "config", "host_config", "snapshot", "mounts",
+                 "paused", "removing", "restart_count", "extra")
+
+    def __init__(self, id: str, name: str, image_id: str, image_ref: str, created: float, config: dict,  # noqa: A002
+                 host_config: dict, snapshot: str, mounts: list[dict] | None = None, paused: bool = False,
+                 removing: bool = False, restart_count: int = 0, extra: dict | None = None) -> None:
+        self.id = id
+        self.name = name
+        self.image_id = image_id
+        self.image_ref = image_ref
+        self.created = created
+        self.config = config
+        self.host_config = host_config
+        self.snapshot = snapshot
+        self.mounts = [] if mounts is None else mounts
+        self.paused = paused
+        self.removing = removing
+        self.restart_count = restart_count
+        self.extra = {} if extra is None else extra
 
     @property
     def short_id(self) -> str:
@@ -57,9 +62,9 @@ class ContainerStore:
                 conn.execute(
                     "INSERT INTO containers (id, name, image_id, image_ref, created, config, host_config, mounts,"
                     " snapshot, paused, removing, restart_count, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (c.id, c.name, c.image_id, c.image_ref, c.created, json.dumps(c.config),
-                     json.dumps(c.host_config), json.dumps(c.mounts), c.snapshot, int(c.paused),
-                     int(c.removing), c.restart_count, json.dumps(c.extra)))
+                    (c.id, c.name, c.image_id, c.image_ref, c.created, fastjson.dumps(c.config),
+                     fastjson.dumps(c.host_config), fastjson.dumps(c.mounts), c.snapshot, int(c.paused),
+                     int(c.removing), c.restart_count, fastjson.dumps(c.extra)))
         except sqlite3.IntegrityError:
             raise self._conflict(c.name) from None
 
@@ -91,7 +96,7 @@ class ContainerStore:
         cols, vals = [], []
         for k, v in fields.items():
             cols.append(f"{k} = ?")
-            vals.append(json.dumps(v) if isinstance(v, (dict, list)) else int(v) if isinstance(v, bool) else v)
+            vals.append(fastjson.dumps(v) if isinstance(v, (dict, list)) else int(v) if isinstance(v, bool) else v)
         try:
             with self.db.tx() as conn:
                 conn.execute(f"UPDATE containers SET {', '.join(cols)} WHERE id = ?", (*vals, cid))
@@ -109,9 +114,9 @@ class ContainerStore:
     def _from_row(r: sqlite3.Row) -> Container:
         return Container(
             id=r["id"], name=r["name"], image_id=r["image_id"], image_ref=r["image_ref"], created=r["created"],
-            config=json.loads(r["config"]), host_config=json.loads(r["host_config"]), mounts=json.loads(r["mounts"]),
+            config=fastjson.loads(r["config"]), host_config=fastjson.loads(r["host_config"]), mounts=fastjson.loads(r["mounts"]),
             snapshot=r["snapshot"], paused=bool(r["paused"]), removing=bool(r["removing"]),
-            restart_count=r["restart_count"], extra=json.loads(r["extra"]))
+            restart_count=r["restart_count"], extra=fastjson.loads(r["extra"]))
 
 
 def pid_alive(pid: int) -> bool:

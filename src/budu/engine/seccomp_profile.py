@@ -9,11 +9,10 @@ and the kernel version.  An entry is kept only when its conditions hold for this
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 
 from budu.errors import ConfigError
+from budu.kernel import fastjson
 
 DEFAULT_PROFILE_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "seccomp-default.json")
 
@@ -32,13 +31,13 @@ _ARCHES = {
 
 
 def host_arch() -> tuple[str, str]:
-    machine = platform.machine()
+    machine = os.uname().machine
     return _ARCHES.get(machine, (machine, f"SCMP_ARCH_{machine.upper()}"))
 
 
 def kernel_version(release: str | None = None) -> tuple[int, int]:
     """(major, minor) of a `uname -r` string such as 6.1.0-18-amd64."""
-    release = release or platform.release()
+    release = release or os.uname().release
     nums = []
     for part in release.split(".")[:2]:
         digits = ""
@@ -58,12 +57,14 @@ def _parse_min_kernel(value: str) -> tuple[int, int]:
 
 
 def load_default() -> dict:
-    with open(DEFAULT_PROFILE_PATH) as f:
-        return json.load(f)
+    with open(DEFAULT_PROFILE_PATH, "rb") as f:
+        return fastjson.loads(f.read())
 
 
 def parse(text: str) -> dict:
     """A profile as the docker CLI sends it: the JSON text after `seccomp=`."""
+    import json  # its error messages say where the text is wrong
+
     try:
         profile = json.loads(text)
     except ValueError as e:

@@ -18,6 +18,7 @@ from budu.engine.mounts import clean
 from budu.engine.volumes import Volumes
 from budu.errors import ConfigError
 from budu.kernel import caps as capnames
+from budu.kernel.files import unescape_mountinfo
 from budu.runtime.features import MASKED_PATHS, READONLY_PATHS
 from budu.runtime.rootfs import secure_join
 
@@ -360,7 +361,7 @@ def _mount_of(path: str) -> list[str] | None:
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
-            mp = fields[4].replace("\\040", " ")
+            mp = unescape_mountinfo(fields[4])
             if (real == mp or real.startswith(mp.rstrip("/") + "/")) and (best is None or len(mp) >= len(best[4])):
                 best = fields
     return best

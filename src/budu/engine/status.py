@@ -7,27 +7,34 @@ clean up after it.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
+
+from budu.kernel import fastjson
+from budu.plain import Plain
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-@dataclass
-class State:
-    status: str = "created"  # created running paused restarting removing exited dead
-    pid: int = 0
-    monitor_pid: int = 0
-    exit_code: int = 0
-    oom_killed: bool = False
-    error: str = ""
-    started_at: str = ZERO_TIME
-    finished_at: str = ZERO_TIME
-    restart_count: int = 0
-    health: dict | None = None
-    orphaned: bool = False  # the file says running, but its monitor is gone
-    raw: dict = field(default_factory=dict)
+class State(Plain):
+    __slots__ = ("status", "pid", "monitor_pid", "exit_code", "oom_killed", "error", "started_at", "finished_at",
+                 "restart_count", "health", "orphaned", "raw")
+
+    def __init__(self, status: str = "created", pid: int = 0, monitor_pid: int = 0, exit_code: int = 0,
+                 oom_killed: bool = False, error: str = "", started_at: str = ZERO_TIME,
+                 finished_at: str = ZERO_TIME, restart_count: int = 0, health: dict | None = None,
+                 orphaned: bool = False, raw: dict | None = None) -> None:
+        self.status = status  # created running paused restarting removing exited dead
+        self.pid = pid
+        self.monitor_pid = monitor_pid
+        self.exit_code = exit_code
+        self.oom_killed = oom_killed
+        self.error = error
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.restart_count = restart_count
+        self.health = health
+        self.orphaned = orphaned  # the file says running, but its monitor is gone
+        self.raw = {} if raw is None else raw
 
     @property
     def running(self) -> bool:
@@ -62,7 +69,7 @@ def monitor_alive(pid: int, cid: str) -> bool:
 def read(container_dir: str, cid: str, paused: bool = False, removing: bool = False) -> State:
     try:
         with open(os.path.join(container_dir, "status"), "rb") as f:
-            raw = json.loads(f.read())
+            raw = fastjson.loads(f.read())
     except FileNotFoundError:
         return State(status="removing" if removing else "created")
     except (OSError, ValueError):

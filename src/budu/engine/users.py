@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from budu.errors import ConfigError
+from budu.plain import Frozen
 from budu.runtime.rootfs import secure_join
 
 MAX_ID = 2**31 - 1
 _MAX_FILE = 16 << 20  # a passwd file bigger than this is not one
 
 
-@dataclass(frozen=True)
-class ExecUser:
-    uid: int
-    gid: int
-    additional_gids: tuple[int, ...]
-    home: str
+class ExecUser(Frozen):
+    __slots__ = ("uid", "gid", "additional_gids", "home")
+
+    def __init__(self, uid: int, gid: int, additional_gids: tuple[int, ...], home: str) -> None:
+        self._init(uid=uid, gid=gid, additional_gids=additional_gids, home=home)
 
 
 def read_file_in_root(rootfs: str, path: str) -> str | None:

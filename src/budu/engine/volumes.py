@@ -12,34 +12,36 @@ directory when a container starts (`mount_source`) and unmounted when none uses 
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
 import stat
 import time
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 
 from budu.errors import ConfigError, KernelError, NotFound, StateError
+from budu.kernel import fastjson
 from budu.kernel import syscalls as sc
+from budu.kernel.files import rmtree, unescape_mountinfo
 from budu.metadata import Database
+from budu.plain import Frozen
 
-NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # docker 23+ marks anonymous volumes with it
 LOCAL_OPTIONS = ("type", "device", "o")
 _TRASH = ".trash"  # never a volume name: names start with a letter or digit
 
 
-@dataclass(frozen=True)
-class Volume:
-    name: str
-    driver: str
-    mountpoint: str
-    created: float
-    labels: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
-    anonymous: bool = False
+def valid_name(name: str) -> bool:
+    """docker's rule for a volume's name: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (ASCII)."""
+    return len(name) >= 2 and name[0] not in "_.-" and set(name) <= _NAME_CHARS
+
+
+class Volume(Frozen):
+    __slots__ = ("name", "driver", "mountpoint", "created", "labels", "options", "anonymous")
+
+    def __init__(self, name: str, driver: str, mountpoint: str, created: float, labels: dict | None = None,
+                 options: dict | None = None, anonymous: bool = False) -> None:
+        self._init(name=name, driver=driver, mountpoint=mountpoint, created=created,
+                   labels={} if labels is None else labels, options={} if options is None else options,
+                   anonymous=anonymous)
 
     def inspect(self) -> dict:
         """docker's Volume JSON (GET /volumes/NAME)."""
@@ -76,7 +78,7 @@ class Volumes:
 
     def _volume(self, row) -> Volume:
         return Volume(row["name"], row["driver"], self._data(row["name"]), row["created"],
-                      json.loads(row["labels"]), json.loads(row["options"]), bool(row["anonymous"]))
+                      fastjson.loads(row["labels"]), fastjson.loads(row["options"]), bool(row["anonymous"]))
 
     def _to_trash(self, name: str) -> str | None:
         """Move a volume's directory aside (cheap, atomic) so that it can be deleted outside the
@@ -101,7 +103,7 @@ class Volumes:
             raise ConfigError(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
         if name is None or name == "":
             name = os.urandom(32).hex()
-        elif not NAME_RE.fullmatch(name):
+        elif not valid_name(name):
             raise ConfigError(f'create {name}: "{name}" includes invalid characters for a local volume name, '
                               f'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
                               f"directory, use absolute path")
@@ -117,7 +119,7 @@ class Volumes:
             os.chmod(self._dir(name), 0o701)
             c.execute("INSERT INTO volumes (name, driver, created, labels, options, anonymous) "
                       "VALUES (?, ?, ?, ?, ?, ?)",
-                      (name, "local", time.time(), json.dumps(labels or {}), json.dumps(options), int(anonymous)))
+                      (name, "local", time.time(), fastjson.dumps(labels or {}), fastjson.dumps(options), int(anonymous)))
             row = c.execute("SELECT * FROM volumes WHERE name = ?", (name,)).fetchone()
         if stale:
             _rmtree(stale)
@@ -129,7 +131,7 @@ class Volumes:
             raise NotFound(f"no such volume: {name}")
         return self._volume(rows[0])
 
-    def list(self, filters: dict[str, list[str]] | None = None, in_use: Collection[str] = frozenset()) -> list[Volume]:
+    def list(self, filters: dict[str, list[str]] | None = None, in_use: set[str] | frozenset[str] = frozenset()) -> list[Volume]:
         """All volumes matching docker's `volume ls` filters: name (substring or regexp), label
         (KEY or KEY=VALUE, all must match), dangling (true|false: not used by any container, per
         `in_use`, the names of volumes in use), driver."""
@@ -157,7 +159,7 @@ class Volumes:
         return out
 
     def remove(self, name: str, force: bool = False,
-               in_use: Collection[str] | Mapping[str, Collection[str]] = frozenset()) -> None:
+               in_use: set[str] | frozenset[str] | dict[str, set[str]] = frozenset()) -> None:
         """Remove a volume.  `in_use` names the volumes in use (as for `list` and `prune`), or maps
         them to the ids of the containers using them, which the error then lists the way docker
         does.  In use is refused even with force, as docker does; force only ignores a missing
@@ -169,7 +171,7 @@ class Volumes:
                 return
             raise
         if name in in_use:
-            users = in_use[name] if isinstance(in_use, Mapping) else ()
+            users = in_use[name] if isinstance(in_use, dict) else ()
             detail = f" - [{', '.join(sorted(users))}]" if users else ""
             raise StateError(f"remove {name}: volume is in use{detail}")
         self.unmount(vol)
@@ -177,7 +179,7 @@ class Volumes:
             c.execute("DELETE FROM volumes WHERE name = ?", (name,))
         self._clear_orphan(name)
 
-    def prune(self, in_use: Collection[str], all_volumes: bool = False,
+    def prune(self, in_use: set[str] | frozenset[str], all_volumes: bool = False,
               filters: dict[str, list[str]] | None = None) -> tuple[list[str], int]:
         """Remove unused volumes: anonymous ones only unless `all_volumes` (docker 23+); `filters`
         may hold `label` / `label!` conditions.  Also clears orphan directories.  Returns the
@@ -275,6 +277,8 @@ def _validate_options(options: dict[str, str]) -> None:
 def _name_matches(pattern: str, name: str) -> bool:
     if pattern == name:
         return True
+    import re
+
     try:
         return re.search(pattern, name) is not None
     except re.error:
@@ -288,15 +292,10 @@ def _label_matches(pattern: str, labels: dict) -> bool:
     return not eq or labels[key] == value
 
 
-def _unescape(s: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
-
-
 def _is_mountpoint(path: str) -> bool:
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
-        return any(_unescape(line.split(" ", 5)[4]) == real for line in f)
+        return any(unescape_mountinfo(line.split(" ", 5)[4]) == real for line in f)
 
 
 def _du(path: str) -> int:
@@ -319,11 +318,11 @@ def _rmtree(path: str) -> None:
     """Delete a directory tree without crossing into anything still mounted below it."""
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
-        mounted = sorted((_unescape(line.split(" ", 5)[4]) for line in f), key=len, reverse=True)
+        mounted = sorted((unescape_mountinfo(line.split(" ", 5)[4]) for line in f), key=len, reverse=True)
     for mp in mounted:
         if mp.startswith(real + "/"):
             try:
                 sc.umount(mp, sc.MNT_DETACH)
             except OSError:
                 return  # leave it for a later prune rather than delete through a mount
-    shutil.rmtree(path, ignore_errors=True)
+    rmtree(path)
