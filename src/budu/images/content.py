@@ -19,17 +19,18 @@ unless a live writer holds its lock.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
 
 from budu.errors import BuduError, NotFound, StateError
 from budu.images.reference import DIGEST_HEX_LEN, InvalidDigest, parse_digest
+from budu.plain import Frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 _CHUNK = 1 << 20
 INGEST_MAX_AGE = 24 * 3600.0  # an ingest untouched this long is abandoned (containerd: 24 h)
@@ -39,15 +40,18 @@ class DigestMismatch(BuduError):
     """Data did not hash (or measure) to what its descriptor promised: it is refused, never stored."""
 
 
-@dataclass(frozen=True)
-class IngestStatus:
+class IngestStatus(Frozen):
     """A write in progress (or abandoned): what `ingests()` reports."""
 
+    __slots__ = ("key", "offset", "expected", "total", "updated")
     key: str
     offset: int
     expected: str | None
     total: int | None
     updated: float
+
+    def __init__(self, key: str, offset: int, expected: str | None, total: int | None, updated: float) -> None:
+        self._init(key=key, offset=offset, expected=expected, total=total, updated=updated)
 
 
 def _split(digest: str) -> tuple[str, str]:
@@ -87,11 +91,15 @@ def _read_small(path: str) -> str | None:
 def _last_write(path: str) -> float:
     """When an ingest directory or any file in it last changed."""
     latest = 0.0
-    with contextlib.suppress(FileNotFoundError):
+    try:
         latest = os.lstat(path).st_mtime
         for name in os.listdir(path):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 latest = max(latest, os.lstat(os.path.join(path, name)).st_mtime)
+            except FileNotFoundError:
+                pass
+    except FileNotFoundError:
+        pass
     return latest
 
 
@@ -113,20 +121,11 @@ class ContentStore:
         os.makedirs(self._ingest, exist_ok=True)
         self._deferred: set[str] | None = None
 
-    @contextlib.contextmanager
-    def deferred_sync(self) -> Iterator[None]:
+    def deferred_sync(self) -> _DeferredSync:
         """Commits inside become durable together, with one syncfs of the store's filesystem at the
         end, instead of an fsync of each blob and its directory (each is a journal commit: 20-100 ms
         on a slow disk).  Whoever records a reference to the blobs does so after this block."""
-        outer = self._deferred
-        self._deferred = set() if outer is None else outer
-        try:
-            yield
-        finally:
-            if outer is None:
-                dirs, self._deferred = self._deferred, None
-                if dirs:
-                    _syncfs(self._blobs)
+        return _DeferredSync(self)
 
     def _sync_dir(self, path: str) -> None:
         if self._deferred is not None:
@@ -276,12 +275,16 @@ class ContentStore:
         for name in sorted(os.listdir(self._ingest)):
             path = os.path.join(self._ingest, name)
             if name.startswith(".trash-"):  # renamed away by an abort that died before its rmtree
+                import shutil  # lazily: ~13 ms, and only pulls, pushes and prunes get here
+
                 shutil.rmtree(path, ignore_errors=True)
                 continue
             if name.startswith(".put-"):
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     if now - os.lstat(path).st_mtime > max_age:
                         os.unlink(path)
+                except FileNotFoundError:
+                    pass
                 continue
             if name.startswith(".") or now - _last_write(path) <= max_age:
                 continue
@@ -313,6 +316,8 @@ class ContentStore:
             os.rename(path, trash)
         finally:
             os.close(fd)
+        import shutil  # lazily: ~13 ms, and only pulls, pushes and prunes get here
+
         shutil.rmtree(trash, ignore_errors=True)
         return True
 
@@ -324,6 +329,24 @@ class ContentStore:
         import hashlib  # lazily: OpenSSL's start-up costs ~6 ms, and a run never hashes
 
         return os.path.join(self._ingest, hashlib.sha256(key.encode()).hexdigest())
+
+
+class _DeferredSync:
+    """ContentStore.deferred_sync's context manager (not contextlib's: ~5 ms to import)."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+        self.outer: set[str] | None = None
+
+    def __enter__(self) -> None:
+        self.outer = self.store._deferred
+        self.store._deferred = set() if self.outer is None else self.outer
+
+    def __exit__(self, *exc: object) -> None:
+        if self.outer is None:
+            dirs, self.store._deferred = self.store._deferred, None
+            if dirs:
+                _syncfs(self.store._blobs)
 
 
 class Writer:
@@ -530,6 +553,8 @@ class Writer:
             trash = ""
         self._unlock()
         if trash:
+            import shutil  # lazily: ~13 ms, and only pulls, pushes and prunes get here
+
             shutil.rmtree(trash, ignore_errors=True)
 
     def close(self) -> None:

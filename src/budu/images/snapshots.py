@@ -10,36 +10,42 @@ removes, never a row that points at someone else's files.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
-from dataclasses import dataclass
 
 from budu.errors import ConfigError, NotFound, StateError
+from budu.kernel import fastjson
+from budu.kernel.files import rmtree
 from budu.metadata import Database
+from budu.plain import Frozen
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Frozen):
     """What storage hands to execution: mount(type, source, target, options)."""
 
+    __slots__ = ("type", "source", "options")
     type: str
     source: str
-    options: tuple[str, ...] = ()
+    options: tuple[str, ...]
+
+    def __init__(self, type: str, source: str, options: tuple[str, ...] = ()) -> None:  # noqa: A002
+        self._init(type=type, source=source, options=options)
 
     def to_oci(self, destination: str) -> dict:
         return {"destination": destination, "type": self.type, "source": self.source, "options": list(self.options)}
 
 
-@dataclass(frozen=True)
-class Info:
+class Info(Frozen):
+    __slots__ = ("key", "parent", "kind", "created", "size", "labels")
     key: str
     parent: str | None
     kind: str
     created: float
     size: int
     labels: dict
+
+    def __init__(self, key: str, parent: str | None, kind: str, created: float, size: int, labels: dict) -> None:
+        self._init(key=key, parent=parent, kind=kind, created=created, size=size, labels=labels)
 
 
 class Snapshotter:
@@ -72,7 +78,7 @@ class Snapshotter:
 
     def stat(self, key: str) -> Info:
         r = self._row(key)
-        return Info(r["key"], r["parent"], r["kind"], r["created"], r["size"], json.loads(r["labels"]))
+        return Info(r["key"], r["parent"], r["kind"], r["created"], r["size"], fastjson.loads(r["labels"]))
 
     def exists(self, key: str) -> bool:
         return bool(self.db.query("SELECT 1 FROM snapshots WHERE key = ?", (key,)))
@@ -96,10 +102,11 @@ class Snapshotter:
                 if p["kind"] != "committed":
                     raise ConfigError(f"parent snapshot {parent} is not committed")
             cur = c.execute("INSERT INTO snapshots (key, parent, kind, created, labels) VALUES (?, ?, ?, ?, ?)",
-                            (key, parent, kind, time.time(), json.dumps(labels or {})))
+                            (key, parent, kind, time.time(), fastjson.dumps(labels or {})))
             sid = cur.lastrowid
             d = self._dir(sid)
-            shutil.rmtree(d, ignore_errors=True)  # an orphan of a crash may hold the number
+            if os.path.lexists(d):  # an orphan of a crash may hold the number
+                rmtree(d)
             os.makedirs(os.path.join(d, "fs"), mode=0o755)
             if kind == "active":
                 os.mkdir(os.path.join(d, "work"), 0o700)
@@ -141,10 +148,10 @@ class Snapshotter:
         with self.db.tx() as c:
             if c.execute("SELECT 1 FROM snapshots WHERE key = ?", (name,)).fetchone():
                 raise StateError(f"snapshot {name} already exists")
-            merged = dict(json.loads(row["labels"]), **(labels or {}))
+            merged = dict(fastjson.loads(row["labels"]), **(labels or {}))
             c.execute("UPDATE snapshots SET key = ?, kind = 'committed', size = ?, labels = ? WHERE id = ?",
-                      (name, size, json.dumps(merged), row["id"]))
-        shutil.rmtree(os.path.join(d, "work"), ignore_errors=True)
+                      (name, size, fastjson.dumps(merged), row["id"]))
+        rmtree(os.path.join(d, "work"))
 
     def remove(self, key: str) -> None:
         with self.db.tx() as c:
@@ -154,10 +161,10 @@ class Snapshotter:
             if c.execute("SELECT 1 FROM snapshots WHERE parent = ?", (key,)).fetchone():
                 raise StateError(f"snapshot {key} has children")
             c.execute("DELETE FROM snapshots WHERE id = ?", (row["id"],))
-        _rmtree(self._dir(row["id"]))
+        rmtree(self._dir(row["id"]))  # read-only layer directories too
 
     def walk(self) -> list[Info]:
-        return [Info(r["key"], r["parent"], r["kind"], r["created"], r["size"], json.loads(r["labels"]))
+        return [Info(r["key"], r["parent"], r["kind"], r["created"], r["size"], fastjson.loads(r["labels"]))
                 for r in self.db.query("SELECT * FROM snapshots ORDER BY id")]
 
     def usage(self, key: str) -> int:
@@ -169,7 +176,7 @@ class Snapshotter:
         removed = []
         for name in os.listdir(self.root):
             if name not in known:
-                _rmtree(os.path.join(self.root, name))
+                rmtree(os.path.join(self.root, name))
                 removed.append(name)
         return removed
 
@@ -191,13 +198,3 @@ def _disk_usage(path: str) -> int:
     return total
 
 
-def _rmtree(path: str) -> None:
-    """rmtree that also removes immutable-free but read-only directories left by layers."""
-    def onerror(func, p, exc):  # noqa: ANN001
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=onerror)

@@ -7,14 +7,15 @@ short reference to a tag, `name@digest` to a repo digest, or an id or unique id 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 from budu.errors import ConfigError, NotFound, StateError
 from budu.metadata import Database
+from budu.plain import Frozen
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(Frozen):
+    __slots__ = ("id", "manifest_digest", "manifest_type", "index_digest", "chain_id", "created", "size", "tags",
+                 "repo_digests")
     id: str
     manifest_digest: str
     manifest_type: str
@@ -22,8 +23,14 @@ class Image:
     chain_id: str | None
     created: float
     size: int
-    tags: tuple[str, ...] = field(default=())
-    repo_digests: tuple[str, ...] = field(default=())
+    tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+
+    def __init__(self, id: str, manifest_digest: str, manifest_type: str, index_digest: str | None,  # noqa: A002
+                 chain_id: str | None, created: float, size: int, tags: tuple[str, ...] = (),
+                 repo_digests: tuple[str, ...] = ()) -> None:
+        self._init(id=id, manifest_digest=manifest_digest, manifest_type=manifest_type, index_digest=index_digest,
+                   chain_id=chain_id, created=created, size=size, tags=tags, repo_digests=repo_digests)
 
 
 class ImageStore:
