@@ -17,7 +17,8 @@ import threading
 
 import pytest
 
-from budu.cli.runflags import RunRequest, check_body, detach_key_bytes, parse_run_args, read_env_file, run_usage
+from budu.cli.runflags import RunRequest, detach_key_bytes, parse_run_args, read_env_file, run_usage
+from budu.engine.validate import check_body
 from budu.errors import ConfigError
 
 ENV = {"HOME": "/root", "PATH": "/usr/bin:/bin", "FROM_HOST": "hostvalue"}

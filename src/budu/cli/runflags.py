@@ -8,8 +8,8 @@ repeated flag accumulates.  A value is checked when its flag is read, and a bad 
 pflag's `invalid argument "V" for "-m, --memory" flag: ...`.
 
 The checks docker leaves to its daemon (restart policy names, memory minimums, bind and mount specs,
-namespace modes, ...) are made here as well, in `check_body`, so a bad flag fails before anything is
-created; they read only the body, so the API server can run the same checks on a body off the wire.
+namespace modes, ...) are the engine's (budu.engine.validate.check_body, which the API server runs
+on a body off the wire); the CLI runs them too, so that a bad flag fails before anything is created.
 Messages are docker's words, CLI's or daemon's, one line each.
 """
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+from budu.engine.validate import (check_body, clean_path, go_bool, go_quote, parse_ip, user_defined_network,
+                                  valid_ns_mode)
 from budu.errors import ConfigError
 from budu.plain import Plain
 
@@ -253,7 +255,7 @@ def _set(values: dict, flag: tuple, raw: str) -> None:
     long, short, kind, _ = flag
     try:
         if kind == "":
-            value = _go_bool(raw)
+            value = go_bool(raw)
         elif kind in _ACCUMULATE:
             check = _CHECKS.get(long)
             values.setdefault(long, []).append(check(raw) if check else raw)
@@ -270,26 +272,11 @@ def _set(values: dict, flag: tuple, raw: str) -> None:
             value = raw
     except ValueError as e:
         names = f"-{short}, --{long}" if short else f"--{long}"
-        raise ConfigError(f"invalid argument {_q(raw)} for {_q(names)} flag: {e}") from None
+        raise ConfigError(f"invalid argument {go_quote(raw)} for {go_quote(names)} flag: {e}") from None
     values[long] = value
 
 
 # -- values: what one flag's argument may be (ValueError -> "invalid argument ... flag: ...") -------------
-
-def _q(text: str) -> str:
-    """Go's %q for the strings a user types."""
-    import json
-
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _go_bool(text: str) -> bool:
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise ValueError(f"strconv.ParseBool: parsing {_q(text)}: invalid syntax")
-
 
 def _go_int(text: str) -> int:
     """strconv.ParseInt(text, 0, 64), pflag's int flags: 0x.. 0o.. 0b.. and 0.. (octal) as Go reads them."""
@@ -300,10 +287,10 @@ def _go_int(text: str) -> int:
     elif len(s) > 1 and s[0] == "0":
         base, digits = 8, s[1:]
     if not digits or any(c not in "0123456789abcdef"[:base] for c in digits.lower()):
-        raise ValueError(f"strconv.ParseInt: parsing {_q(text)}: invalid syntax")
+        raise ValueError(f"strconv.ParseInt: parsing {go_quote(text)}: invalid syntax")
     n = int(digits, base) * (-1 if text[:1] == "-" else 1)
     if not -(1 << 63) <= n < (1 << 63):
-        raise ValueError(f"strconv.ParseInt: parsing {_q(text)}: value out of range")
+        raise ValueError(f"strconv.ParseInt: parsing {go_quote(text)}: value out of range")
     return n
 
 
@@ -311,11 +298,11 @@ def _dec_int(text: str, func: str = "ParseInt", signed: bool = True, bits: int =
     """strconv.ParseInt/ParseUint(text, 10, bits) with Go's messages."""
     s = text[1:] if signed and text[:1] in "+-" else text
     if not s or not s.isascii() or not s.isdigit():
-        raise ValueError(f"strconv.{func}: parsing {_q(text)}: invalid syntax")
+        raise ValueError(f"strconv.{func}: parsing {go_quote(text)}: invalid syntax")
     n = int(text) if signed else int(s)
     lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
     if not lo <= n < hi:
-        raise ValueError(f"strconv.{func}: parsing {_q(text)}: value out of range")
+        raise ValueError(f"strconv.{func}: parsing {go_quote(text)}: value out of range")
     return n
 
 
@@ -330,7 +317,7 @@ def ram_in_bytes(text: str) -> int:
             raise ValueError
         size = float(num)
     except ValueError:
-        raise ValueError(f"strconv.ParseFloat: parsing {_q(num)}: invalid syntax") from None
+        raise ValueError(f"strconv.ParseFloat: parsing {go_quote(num)}: invalid syntax") from None
     if size < 0:
         raise ValueError(f"invalid size: '{text}'")
     low = suffix.lower()
@@ -369,7 +356,7 @@ def go_duration(text: str) -> int:
     if s == "0":
         return 0
     if not s:
-        raise ValueError(f"time: invalid duration {_q(text)}")
+        raise ValueError(f"time: invalid duration {go_quote(text)}")
     total = 0
     while s:
         j = 0
@@ -383,21 +370,21 @@ def go_duration(text: str) -> int:
                 k += 1
             frac, s = s[1:k], s[k:]
         elif not whole:
-            raise ValueError(f"time: invalid duration {_q(text)}")
+            raise ValueError(f"time: invalid duration {go_quote(text)}")
         if not whole and not frac:
-            raise ValueError(f"time: invalid duration {_q(text)}")
+            raise ValueError(f"time: invalid duration {go_quote(text)}")
         k = 0
         while k < len(s) and s[k] not in ".0123456789":
             k += 1
         unit, s = s[:k], s[k:]
         if not unit:
-            raise ValueError(f"time: missing unit in duration {_q(text)}")
+            raise ValueError(f"time: missing unit in duration {go_quote(text)}")
         if unit not in _DURATION_UNITS:
-            raise ValueError(f"time: unknown unit {_q(unit)} in duration {_q(text)}")
+            raise ValueError(f"time: unknown unit {go_quote(unit)} in duration {go_quote(text)}")
         mult = _DURATION_UNITS[unit]
         total += int(whole or 0) * mult + (int(frac) * mult // 10 ** len(frac) if frac else 0)
     if total >= 1 << 63:
-        raise ValueError(f"time: invalid duration {_q(text)}")
+        raise ValueError(f"time: invalid duration {go_quote(text)}")
     return -total if text[:1] == "-" else total
 
 
@@ -419,18 +406,6 @@ def _check_attach(value: str) -> str:
     return value.lower()
 
 
-def _ip(text: str):  # noqa: ANN202
-    """net.ParseIP: an address or None (no zones, no leading zeros)."""
-    import ipaddress
-
-    if "%" in text:
-        return None
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
 def _ip_string(addr) -> str:  # noqa: ANN001
     """Go's net.IP.String(): IPv4-mapped IPv6 addresses print as IPv4."""
     mapped = getattr(addr, "ipv4_mapped", None)
@@ -438,7 +413,7 @@ def _ip_string(addr) -> str:  # noqa: ANN001
 
 
 def _check_dns(value: str) -> str:
-    addr = _ip(value.strip())
+    addr = parse_ip(value.strip())
     if addr is None:
         raise ValueError(f"IP address is not correctly formatted: {value}")
     return _ip_string(addr)
@@ -464,12 +439,12 @@ def _check_extra_host(value: str) -> str:
     if not sep:
         host, sep, addr = value.partition(":")
     if not sep or not host or ":" in host:
-        raise ValueError(f"bad format for add-host: {_q(value)}")
+        raise ValueError(f"bad format for add-host: {go_quote(value)}")
     if addr != "host-gateway":
         if len(addr) > 2 and addr[0] == "[" and addr[-1] == "]":
             addr = addr[1:-1]
-        if _ip(addr.strip()) is None:
-            raise ValueError(f"invalid IP address in add-host: {_q(addr)}")
+        if parse_ip(addr.strip()) is None:
+            raise ValueError(f"invalid IP address in add-host: {go_quote(addr)}")
     return f"{host}:{addr}"
 
 
@@ -583,7 +558,7 @@ def _check_mount(value: str) -> dict:
             m["Target"] = val
         elif key in ("readonly", "ro", "bind-nonrecursive", "volume-nocopy"):
             try:
-                flag = _go_bool(val)
+                flag = go_bool(val)
             except ValueError:
                 raise ValueError(f"invalid value for {key}: {val}") from None
             if key == "bind-nonrecursive":
@@ -714,7 +689,7 @@ def _host_config(v: dict, binds: list[str], bindings: dict) -> dict:
     if v.get("log-driver") == "none" and log_opts:
         raise ConfigError("invalid logging opts for driver none")
     for flag, what in (("pid", "PID"), ("uts", "UTS"), ("userns", "USER"), ("cgroupns", "CGROUP")):
-        if not _valid_mode(flag, v.get(flag, "")):
+        if not valid_ns_mode(flag, v.get(flag, "")):
             raise ConfigError(f"--{flag}: invalid {what} mode")
     swappiness = v.get("memory-swappiness", -1)
     if swappiness != -1 and not 0 <= swappiness <= 100:
@@ -876,12 +851,6 @@ def _ulimits(items: list[dict]) -> list[dict]:
     return [by_name[n] for n in sorted(by_name)]
 
 
-def _valid_mode(flag: str, mode: str) -> bool:
-    if mode in ("", "host") or (flag == "cgroupns" and mode == "private"):
-        return True
-    return flag == "pid" and mode.startswith("container:") and len(mode) > len("container:")
-
-
 def _security_opts(opts: list[str]) -> tuple[list[str] | None, list[str] | None]:
     """Checked as docker's CLI does; a seccomp profile file is read and sent inline, compacted JSON.
     `systempaths=unconfined` becomes empty MaskedPaths/ReadonlyPaths and is not sent."""
@@ -891,7 +860,7 @@ def _security_opts(opts: list[str]) -> tuple[list[str] | None, list[str] | None]
         if not sep and key != "no-new-privileges":
             key, sep, value = opt.partition(":")
         if (not sep or not value) and key != "no-new-privileges":
-            raise ConfigError(f"Invalid --security-opt: {_q(opt)}")
+            raise ConfigError(f"Invalid --security-opt: {go_quote(opt)}")
         if key == "seccomp" and value not in ("builtin", "unconfined"):
             opt = "seccomp=" + _seccomp_profile(value)
         if opt == "systempaths=unconfined":
@@ -948,12 +917,12 @@ def _device(spec: str) -> dict:
     parts = spec.split(":")
     src, dst, perms = parts[0], "", "rwm"
     if len(parts) == 1:
-        src = _clean(src)
+        src = clean_path(src)
         target = src
     elif len(parts) == 2 and _device_mode(parts[1]):
-        src, perms, target = _clean(src), parts[1], src
+        src, perms, target = clean_path(src), parts[1], src
     elif len(parts) == 2:
-        target, dst = parts[1], _clean(parts[1])
+        target, dst = parts[1], clean_path(parts[1])
     else:
         target, dst, perms = parts[1], parts[1], parts[2]
         if not _device_mode(perms):
@@ -965,14 +934,6 @@ def _device(spec: str) -> dict:
 
 def _device_mode(mode: str) -> bool:
     return bool(mode) and all(c in "rwm" for c in mode) and len(set(mode)) == len(mode)
-
-
-def _clean(path: str) -> str:
-    """Go's path.Clean."""
-    import posixpath
-
-    clean = posixpath.normpath(path)
-    return clean[1:] if clean.startswith("//") else clean
 
 
 def _volumes(specs: list[str]) -> tuple[list[str], dict]:
@@ -1074,7 +1035,7 @@ def _port_spec(raw: str) -> list[tuple[str, dict]]:
         if not ip.endswith("]"):
             raise ConfigError(f"invalid IP address {ip}: address {ip}:: missing ']' in address")
         ip = ip[1:-1]
-    if ip and _ip(ip) is None:
+    if ip and parse_ip(ip) is None:
         raise ConfigError(f"invalid IP address: {ip}")
     try:
         start, end = _port_range(container)
@@ -1107,7 +1068,7 @@ def _endpoints(v: dict) -> dict:
     for i, net in enumerate(nets):
         net = dict(net)
         if "network" in v:
-            user_defined.append(_user_defined(net["Target"]))
+            user_defined.append(user_defined_network(net["Target"]))
         if i == 0:
             for flag, key in (("network-alias", "Aliases"), ("ip", "IPv4Address"), ("ip6", "IPv6Address"),
                               ("mac-address", "MacAddress")):
@@ -1120,7 +1081,7 @@ def _endpoints(v: dict) -> dict:
         target = net.pop("Target")
         if not target.strip():
             raise ConfigError("no name set for network")
-        if net.get("Aliases") and not _user_defined(target):
+        if net.get("Aliases") and not user_defined_network(target):
             raise ConfigError("network-scoped aliases are only supported for user-defined networks")
         ep: dict = {}
         if net.get("Aliases"):
@@ -1135,16 +1096,12 @@ def _endpoints(v: dict) -> dict:
         if net.get("DriverOpts"):
             ep["DriverOpts"] = net["DriverOpts"]
         if target in endpoints:
-            raise ConfigError(f"network {_q(target)} is specified multiple times")
+            raise ConfigError(f"network {go_quote(target)} is specified multiple times")
         if ep or len(nets) > 1:
             endpoints[target] = ep
     if True in user_defined and False in user_defined:
         raise ConfigError("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
     return endpoints
-
-
-def _user_defined(mode: str) -> bool:
-    return mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
 
 
 def _valid_mac(text: str) -> bool:
@@ -1174,256 +1131,3 @@ def detach_key_bytes(keys: str) -> bytes:
 
 
 # -- what docker's daemon would refuse --------------------------------------------------------------------
-
-_LINUX_MIN_MEMORY = 6 * 1024 * 1024
-_PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
-
-
-def check_body(config: dict, host_config: dict, networking_config: dict | None = None,
-               name: str | None = None) -> None:
-    """The checks docker's daemon makes on a create body, with its messages (ConfigError).
-
-    Reads only the body, and `.get`s every field, so it serves a body from the API as well.
-    """
-    hc = host_config
-    if name is not None:
-        _check_name(name)
-    _check_restart(hc.get("RestartPolicy") or {}, hc.get("AutoRemove"))
-    _check_resources(hc)
-    workdir = config.get("WorkingDir") or ""
-    if workdir and not workdir.startswith("/"):
-        raise ConfigError(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
-    if config.get("StopSignal"):
-        _check_signal(config["StopSignal"])
-    ipc = hc.get("IpcMode") or ""
-    if ipc not in ("", "none", "private", "shareable", "host") and not (
-            ipc.startswith("container:") and len(ipc) > len("container:")):
-        raise ConfigError(f"invalid IPC mode: {ipc}")
-    for key, what in (("PidMode", "PID"), ("UTSMode", "UTS")):
-        if not _valid_mode("pid" if key == "PidMode" else "uts", hc.get(key) or ""):
-            raise ConfigError(f"invalid {what} mode: {hc.get(key)}")
-    if (hc.get("CgroupnsMode") or "") not in ("", "host", "private"):
-        raise ConfigError(f"invalid cgroup namespace mode: {hc['CgroupnsMode']}")
-    adj = hc.get("OomScoreAdj") or 0
-    if not -1000 <= adj <= 1000:
-        raise ConfigError(f"Invalid value {adj}, range for oom score adj is [-1000, 1000]")
-    if (hc.get("ShmSize") or 0) < 0:
-        raise ConfigError("SHM size can not be less than 0")
-    for cap in (hc.get("CapAdd") or []) + (hc.get("CapDrop") or []):
-        _check_cap(cap)
-    _check_security_opts(hc.get("SecurityOpt") or [])
-    _check_mounts(config, hc)
-    for ep_name, ep in ((networking_config or {}).get("EndpointsConfig") or {}).items():
-        _check_endpoint(hc.get("NetworkMode") or "default", ep_name, ep or {})
-
-
-def _check_name(name: str) -> None:
-    bare = name[1:] if name.startswith("/") else name
-    if len(bare) < 2 or not (bare[0].isascii() and bare[0].isalnum()) or not all(
-            c.isascii() and (c.isalnum() or c in "_.-") for c in bare):
-        raise ConfigError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-
-
-def _check_restart(policy: dict, auto_remove: object) -> None:
-    name, count = policy.get("Name") or "", policy.get("MaximumRetryCount") or 0
-    if auto_remove and name not in ("", "no"):
-        raise ConfigError("can't create 'AutoRemove' container with restart policy")
-    if name in ("always", "unless-stopped", "no") and count:
-        extra = " and cannot be negative" if count < 0 else ""
-        raise ConfigError(f"invalid restart policy: maximum retry count can only be used with 'on-failure'{extra}")
-    if name == "on-failure" and count < 0:
-        raise ConfigError("invalid restart policy: maximum retry count cannot be negative")
-    if name not in ("", "no", "always", "unless-stopped", "on-failure"):
-        raise ConfigError(f"invalid restart policy: unknown policy '{name}'; "
-                          "use one of 'no', 'always', 'on-failure', or 'unless-stopped'")
-
-
-def _check_resources(hc: dict) -> None:
-    memory, swap = hc.get("Memory") or 0, hc.get("MemorySwap") or 0
-    reservation = hc.get("MemoryReservation") or 0
-    if memory and memory < _LINUX_MIN_MEMORY:
-        raise ConfigError("Minimum memory limit allowed is 6MB")
-    if memory > 0 and swap > 0 and swap < memory:
-        raise ConfigError("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if memory == 0 and swap > 0:
-        raise ConfigError("You should always set the Memory limit when using Memoryswap limit, see usage")
-    swappiness = hc.get("MemorySwappiness")
-    if swappiness is not None and swappiness != -1 and not 0 <= swappiness <= 100:
-        raise ConfigError(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
-    if 0 < reservation < _LINUX_MIN_MEMORY:
-        raise ConfigError("Minimum memory reservation allowed is 6MB")
-    if memory > 0 and reservation > 0 and memory < reservation:
-        raise ConfigError("Minimum memory limit can not be less than memory reservation limit, see usage")
-    nano, period, quota = hc.get("NanoCpus") or 0, hc.get("CpuPeriod") or 0, hc.get("CpuQuota") or 0
-    if nano > 0 and period > 0:
-        raise ConfigError("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-    if nano > 0 and quota > 0:
-        raise ConfigError("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
-    ncpu = os.cpu_count() or 1
-    if nano < 0 or nano > ncpu * 1_000_000_000:
-        raise ConfigError(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
-    if (hc.get("CpuShares") or 0) < 0:
-        raise ConfigError(f"invalid CPU shares ({hc['CpuShares']}): value must be a positive integer")
-    if period and not 1000 <= period <= 1_000_000:
-        raise ConfigError("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
-    if 0 < quota < 1000:
-        raise ConfigError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
-
-
-def _check_signal(text: str) -> None:
-    """moby's signal.ParseSignal: a number, or a name with or without SIG."""
-    from budu.kernel import signals
-
-    if signals.number(text) is None or (text.isdigit() and int(text) >= 65):
-        raise ConfigError(f"Invalid signal: {text}")
-
-
-def _check_cap(cap: str) -> None:
-    if cap.upper() == "ALL":
-        return
-    from budu.kernel.caps import NAMES
-
-    full = cap.upper() if cap.upper().startswith("CAP_") else "CAP_" + cap.upper()
-    if full not in NAMES:
-        raise ConfigError(f"unknown capability: {_q(cap)}")
-
-
-def _check_security_opts(opts: list[str]) -> None:
-    for opt in opts:
-        if opt in ("no-new-privileges", "disable"):
-            continue
-        sep = "=" if "=" in opt else ":"
-        key, found, value = opt.partition(sep)
-        if not found:
-            raise ConfigError(f"invalid --security-opt 1: {_q(opt)}")
-        if key in ("no-new-privileges", "writable-cgroups"):
-            try:
-                _go_bool(value)
-            except ValueError:
-                raise ConfigError(f"invalid --security-opt 2: {_q(opt)}") from None
-        elif key not in ("label", "apparmor", "seccomp"):  # label values matter to SELinux only
-            raise ConfigError(f"invalid --security-opt 2: {_q(opt)}")
-
-
-def _mount_path_error(path: str) -> str | None:
-    if _clean(path) == "/":
-        return "invalid specification: destination can't be '/'"
-    if not path.startswith("/"):
-        return f"invalid mount path: '{path}' mount path must be absolute"
-    return None
-
-
-def _check_mounts(config: dict, hc: dict) -> None:
-    destinations = set()
-    for spec in hc.get("Binds") or []:
-        dest = _check_bind(spec)
-        if dest in destinations:
-            raise ConfigError(f"Duplicate mount point: {dest}")
-        destinations.add(dest)
-    for spec in config.get("Volumes") or {}:
-        why = _mount_path_error(spec)
-        if why:
-            raise ConfigError(f"invalid volume specification: '{spec}': "
-                              f"invalid mount config for type \"volume\": {why}")
-    for m in hc.get("Mounts") or []:
-        why = _mount_error(m)
-        if why:
-            raise ConfigError(f"invalid mount config for type {_q(m.get('Type') or '')}: {why}")
-        dest = _clean(m["Target"])
-        if dest in destinations:
-            raise ConfigError(f"Duplicate mount point: {dest}")
-        destinations.add(dest)
-    for dest in hc.get("Tmpfs") or {}:
-        why = _mount_path_error(dest)
-        if why:
-            raise ConfigError(why)
-
-
-def _check_bind(spec: str) -> str:
-    """One HostConfig.Binds entry, as moby's linux parser (ParseMountRaw) takes it; its destination."""
-    parts = spec.split(":", 3)
-    mode = ""
-    if not parts[0] or len(parts) > 3 or (len(parts) == 2 and _valid_bind_mode(parts[1])):
-        raise ConfigError(f"invalid volume specification: '{spec}'")
-    source, target = ("", parts[0]) if len(parts) == 1 else (parts[0], parts[1])
-    if len(parts) == 3:
-        mode = parts[2]
-    if not _valid_bind_mode(mode):
-        raise ConfigError(f"invalid mode: {mode}")
-    kind = "bind" if source.startswith("/") else "volume"
-    why = _mount_path_error(target)
-    if why:
-        raise ConfigError(f"invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": {why}")
-    if kind == "volume" and source:
-        _check_volume_name(source)
-    return _clean(target)
-
-
-def _valid_bind_mode(mode: str) -> bool:
-    if not mode:
-        return True
-    groups = {"rw": "rw", "ro": "rw", "ro-non-recursive": "rw", "ro-force-recursive": "rw", "rro": "rw",
-              "z": "label", "Z": "label", "nocopy": "copy", "consistent": "consistency", "cached": "consistency",
-              "delegated": "consistency", **{p: "propagation" for p in _PROPAGATIONS}}
-    seen = [groups.get(o) for o in mode.split(",")]
-    return None not in seen and len(seen) == len(set(seen))
-
-
-def _check_volume_name(name: str) -> None:
-    """The local volume driver's names."""
-    if len(name) == 1:
-        raise ConfigError(f"create {name}: volume name is too short, names should be at least two "
-                          "alphanumeric characters")
-    if not (name[0].isascii() and name[0].isalnum()) or not all(
-            c.isascii() and (c.isalnum() or c in "_.-") for c in name):
-        raise ConfigError(f"create {name}: {_q(name)} includes invalid characters for a local volume name, only "
-                          "\"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, "
-                          "use absolute path")
-
-
-def _mount_error(m: dict) -> str | None:
-    """moby's validateMountConfig for one HostConfig.Mounts entry (bind source must exist, as there)."""
-    kind, source, target = m.get("Type") or "", m.get("Source") or "", m.get("Target") or ""
-    if not target:
-        return "field Target must not be empty"
-    why = _mount_path_error(target)
-    if why:
-        return why
-    if kind == "bind":
-        propagation = (m.get("BindOptions") or {}).get("Propagation")
-        if not source:
-            return "field Source must not be empty"
-        if propagation and propagation not in _PROPAGATIONS:
-            return f"invalid propagation mode: {propagation}"
-        if m.get("VolumeOptions") is not None:
-            return "field VolumeOptions must not be specified"
-        if not source.startswith("/"):
-            return f"invalid mount path: '{source}' mount path must be absolute"
-        if not os.path.lexists(source):
-            return f"bind source path does not exist: {source}"
-    elif kind == "volume":
-        if m.get("BindOptions") is not None:
-            return "field BindOptions must not be specified"
-        if not source and (m.get("VolumeOptions") or {}).get("Subpath"):
-            return "must not set Subpath when using anonymous volumes"
-        if not source and m.get("ReadOnly"):
-            return "must not set ReadOnly mode when using anonymous volumes"
-    elif kind == "tmpfs":
-        if m.get("BindOptions") is not None:
-            return "field BindOptions must not be specified"
-        if source:
-            return "field Source must not be specified"
-    else:
-        return "mount type unknown"
-    return None
-
-
-def _check_endpoint(mode: str, net: str, ep: dict) -> None:
-    ipam = ep.get("IPAMConfig") or {}
-    if (ipam.get("IPv4Address") or ipam.get("IPv6Address")) and not _user_defined(net):
-        raise ConfigError("user specified IP address is supported on user defined networks only")
-    for key, version in (("IPv4Address", 4), ("IPv6Address", 6)):
-        text = ipam.get(key)
-        addr = _ip(text) if text else None
-        if text and (addr is None or addr.version != version or addr.is_unspecified):
-            raise ConfigError(f"invalid IPv{version} address: {text}")
