@@ -14,47 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def timed(argv: list[str], env: dict | None = None) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed: {p.stderr.decode(errors='replace').strip()}")
-    return dt
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def pids_named(name: str, marker: str) -> list[int]:
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        if args and os.path.basename(args[0].decode(errors="replace")) == name and marker.encode() in b" ".join(args):
-            out.append(int(pid))
-    return out
+from benchlib import alternate, busybox_bundle, medians, pids_named, podman_busybox, require, rss_kib, timed
 
 
 def main() -> None:
@@ -62,37 +28,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--ps-containers", type=int, default=100)
     a = ap.parse_args()
-    for tool in ("budu", "podman", "runc", "budu-runtime"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is not installed (scripts/install.sh installs everything)")
+    require("budu", "podman", "runc", "budu-runtime")
     work = tempfile.mkdtemp(prefix="budu-bench-")
     root = os.path.join(work, "root")
     env = dict(os.environ, BUDU_ROOT=root)
     rt_roots = {t: os.path.join(work, t) for t in ("budu-runtime", "runc")}
     try:
-        subprocess.run(["budu", "image", "bootstrap", "busybox"], env=env, check=True, stdout=subprocess.DEVNULL)
-        save = subprocess.run(["budu", "save", "busybox"], env=env, check=True, capture_output=True).stdout
-        subprocess.run(["podman", "load"], input=save, check=True, capture_output=True)
-        podman_image = "localhost/busybox:latest"
-        if subprocess.run(["podman", "image", "exists", podman_image]).returncode != 0:
-            podman_image = "docker.io/library/busybox:latest"
-        # podman's crun refuses hybrid cgroup hosts, and podman asks for rlimits above what a
-        # process without CAP_SYS_RESOURCE may give: runc, with this process's own limits
-        podman_opts = ["--runtime", "runc"]
-        for flag, num, want in (("nofile", resource.RLIMIT_NOFILE, 20000), ("nproc", resource.RLIMIT_NPROC, 32768)):
-            hard = resource.getrlimit(num)[1]
-            value = want if hard == resource.RLIM_INFINITY else min(want, hard)
-            podman_opts += ["--ulimit", f"{flag}={value}:{value}"]
+        podman_image, podman_opts = podman_busybox(env)
         bundle = os.path.join(work, "bundle")
-        subprocess.run([os.path.join(HERE, "..", "scripts", "busybox-bundle.sh"), bundle], check=True,
-                       stdout=subprocess.DEVNULL)
-        import json
-
-        with open(os.path.join(bundle, "config.json")) as f:
-            spec = json.load(f)
-        spec["process"].update(terminal=False, args=["true"])
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
+        busybox_bundle(bundle, ["true"])
         cases = {
             "budu run --rm --network none": lambda: timed(["budu", "run", "--rm", "--network", "none", "busybox", "true"], env),
             "podman run --rm --network none": lambda: timed(
@@ -106,13 +50,7 @@ def main() -> None:
 
         cases["budu-runtime run"] = lambda: runtime_run("budu-runtime")
         cases["runc run"] = lambda: runtime_run("runc")
-        for f in cases.values():  # warm caches once
-            f()
-        times: dict[str, list[float]] = {k: [] for k in cases}
-        for _ in range(a.runs):
-            for k, f in cases.items():
-                times[k].append(f())
-        med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+        med = medians(alternate(cases, a.runs, warm=1), 1000)  # caches warmed once
         print(f"start-up of a container running /bin/true, median of {a.runs} alternating runs (ms):")
         for k, v in med.items():
             print(f"  {k:<34} {v:7.1f}")

@@ -27,13 +27,14 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+
+from benchlib import free_port, medians
 
 try:
     import httpx  # noqa: F401  (budu's registry client needs it: use budu's environment)
@@ -97,10 +98,7 @@ def text(size: int) -> bytes:
 
 
 def start_registry(work: str) -> tuple[subprocess.Popen, str]:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port("127.0.0.1")
     cfg = os.path.join(work, "registry.yml")
     with open(cfg, "w") as f:
         f.write(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {work}/registry\n"
@@ -252,7 +250,7 @@ def main() -> None:
                 for d in dest_dirs:
                     shutil.rmtree(d, ignore_errors=True)
                 dest_dirs.clear()
-            med = {k: statistics.median(v) for k, v in results.items()}
+            med = medians(results)
             size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(f"{work}/registry") for f in fs)
             print(f"\n{name} (median of {args.runs}; registry holds {size / 1e6:.0f} MB)")
             for k, v in med.items():

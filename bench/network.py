@@ -27,14 +27,14 @@ import argparse
 import ipaddress
 import json
 import os
-import resource
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import alternate, free_port, medians, podman_busybox, require, timed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.normpath(os.path.join(HERE, "..", "src"))
@@ -43,26 +43,11 @@ BUDU_BRIDGE = "budub0"
 SMALL = b"<html><body>budu network bench</body></html>\n" * 8   # ~370 bytes
 
 
-def timed(argv: list[str], env: dict | None = None) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed: {p.stderr.decode(errors='replace').strip()}")
-    return dt
-
-
 def run(argv: list[str], env: dict | None = None) -> str:
     p = subprocess.run(argv, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed: {p.stderr.strip()}")
     return p.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def fetch(port: int, path: str, buf: bytearray | None = None) -> int:
@@ -170,9 +155,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.runs < 1 or a.conns < 1 or a.size < 1:
         sys.exit("--runs, --conns and --size must be at least 1")
-    for tool in ("budu", "podman", "runc", "ip"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is not installed (scripts/install.sh installs everything)")
+    require("budu", "podman", "runc", "ip")
     work = tempfile.mkdtemp(prefix="budu-bench-net-")
     root = os.path.join(work, "root")
     www = os.path.join(work, "www")
@@ -180,19 +163,7 @@ def main() -> None:
     pod_containers: list[str] = []
     pod_net_made = ""
     try:
-        subprocess.run(["budu", "image", "bootstrap", "busybox"], env=env, check=True, stdout=subprocess.DEVNULL)
-        save = subprocess.run(["budu", "save", "busybox"], env=env, check=True, capture_output=True).stdout
-        subprocess.run(["podman", "load"], input=save, check=True, capture_output=True)
-        podman_image = "localhost/busybox:latest"
-        if subprocess.run(["podman", "image", "exists", podman_image]).returncode != 0:
-            podman_image = "docker.io/library/busybox:latest"
-        # podman's crun refuses hybrid cgroup hosts, and podman asks for rlimits above what a
-        # process without CAP_SYS_RESOURCE may give: runc, with this process's own limits
-        podman_opts = ["--runtime", "runc"]
-        for flag, num, want in (("nofile", resource.RLIMIT_NOFILE, 20000), ("nproc", resource.RLIMIT_NPROC, 32768)):
-            hard = resource.getrlimit(num)[1]
-            value = want if hard == resource.RLIM_INFINITY else min(want, hard)
-            podman_opts += ["--ulimit", f"{flag}={value}:{value}"]
+        podman_image, podman_opts = podman_busybox(env)
 
         # podman's default network, unless the host already routes its subnet elsewhere
         iface, subnets = podman_network("podman")
@@ -230,13 +201,7 @@ def main() -> None:
             "budu": lambda: timed(["budu", "run", "--rm", "busybox", "true"], env),
             "podman": lambda: timed(["podman", "run", "--rm", *podman_opts, podman_image, "true"]),
         }
-        order = [("budu", "podman"), ("podman", "budu")]
-        for f in start.values():
-            f()
-        times: dict[str, list[float]] = {k: [] for k in start}
-        for i in range(a.runs):
-            for k in order[i % 2]:
-                times[k].append(start[k]())
+        times = alternate(start, a.runs, warm=1, swap=True)
 
         # 2. and 3. through a published port to busybox httpd
         ports = {"budu": free_port(), "podman": free_port()}
@@ -252,23 +217,17 @@ def main() -> None:
 
         for port in ports.values():   # warm up: connections, and the file into the page cache
             conn_rate(port, min(a.conns, 100))
-        rates: dict[str, list[float]] = {k: [] for k in ports}
-        for i in range(a.runs):
-            for k in order[i % 2]:
-                rates[k].append(conn_rate(ports[k], a.conns))
+        rates = alternate({k: lambda port=port: conn_rate(port, a.conns) for k, port in ports.items()}, a.runs,
+                          swap=True)
 
         buf = bytearray(1 << 20)
-        for port in ports.values():
-            throughput(port, size, buf)
-        mibs: dict[str, list[float]] = {k: [] for k in ports}
-        for i in range(a.runs):
-            for k in order[i % 2]:
-                mibs[k].append(throughput(ports[k], size, buf))
+        mibs = alternate({k: lambda port=port: throughput(port, size, buf) for k, port in ports.items()}, a.runs,
+                         warm=1, swap=True)
 
         # the table
-        med_start = {k: statistics.median(v) * 1000 for k, v in times.items()}
-        med_rate = {k: statistics.median(v) for k, v in rates.items()}
-        med_mib = {k: statistics.median(v) for k, v in mibs.items()}
+        med_start = medians(times, 1000)
+        med_rate = medians(rates)
+        med_mib = medians(mibs)
         rows = [
             (f"bridge start, run --rm true (ms)", med_start, "<= 1.0", lambda r: r <= 1.0),
             (f"connections/s ({a.conns} per batch)", med_rate, ">= 1.0", lambda r: r >= 1.0),

@@ -12,28 +12,13 @@ hidden (the cost of that `unshare` wrapper is measured alone and subtracted).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def make_bundle(path: str) -> None:
-    subprocess.run([os.path.join(HERE, "..", "scripts", "busybox-bundle.sh"), path], check=True,
-                   stdout=subprocess.DEVNULL)
-    cfg_path = os.path.join(path, "config.json")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    cfg["process"]["terminal"] = False
-    cfg["process"]["args"] = ["/bin/true"]
-    with open(cfg_path, "w") as f:
-        json.dump(cfg, f)
+import benchlib
+from benchlib import busybox_bundle, medians
 
 
 def hybrid() -> bool:
@@ -42,12 +27,8 @@ def hybrid() -> bool:
 
 
 def timed(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    dt = time.perf_counter() - t
-    if p.returncode != 0:
-        sys.exit(f"{cmd[0]} failed: {p.stderr.decode().strip()}")
-    return dt
+    """A failure names the tool alone (its command line is long and the same every run)."""
+    return benchlib.timed(cmd, label=cmd[0])
 
 
 def main() -> None:
@@ -57,7 +38,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="budu-bench-")
     try:
         bundle = os.path.join(work, "bundle")
-        make_bundle(bundle)
+        busybox_bundle(bundle, ["/bin/true"])
         wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
                 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "sh"] if hybrid() else []
         tools = {
@@ -77,7 +58,7 @@ def main() -> None:
             if wrap:
                 wrapper.append(timed(wrap + ["true"]))
         wrap_ms = statistics.median(wrapper) * 1000 if wrapper else 0.0
-        med = {name: statistics.median(ts) * 1000 for name, ts in times.items()}
+        med = medians(times, 1000)
         if "crun" in med:
             med["crun"] -= wrap_ms
         print(f"container start-up, `run` of /bin/true, median of {args.runs} alternating runs")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 
+from budu.cli.common import write_whole
 from budu.cli.images import _images, _Parser
 from budu.errors import BuduError, ConfigError, NotFound
 
@@ -51,32 +50,14 @@ def _save_to_file(images, names: list[str], path: str, fmt: str) -> None:  # noq
     """Write next to `path` and rename over it once complete: a failed save leaves no file."""
     from budu.images.archive import save
 
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-        raise ConfigError(f"open {path}: is a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".budu-save-", dir=os.path.dirname(path))
-    except FileNotFoundError:
-        raise NotFound(f"open {path}: no such file or directory") from None
-    except PermissionError:
-        raise ConfigError(f"open {path}: permission denied") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            save(images, names, f, fmt)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError) and not isinstance(e, BuduError):
-            raise BuduError(f"writing {path}: {e.strerror or e}") from None
-        raise
+    def open_error(path: str, e: OSError) -> BuduError | None:
+        if isinstance(e, FileNotFoundError):
+            return NotFound(f"open {path}: no such file or directory")
+        if isinstance(e, PermissionError):
+            return ConfigError(f"open {path}: permission denied")
+        return None
+
+    write_whole(path, lambda f: save(images, names, f, fmt), ".budu-save-", open_error)
 
 
 # -- load -----------------------------------------------------------------------------------------

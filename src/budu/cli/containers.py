@@ -7,6 +7,7 @@ import sys
 import time
 
 from budu.cli import format as fmt
+from budu.cli.common import confirm, each
 from budu.cli.images import _Parser
 from budu.errors import BuduError, ConfigError, NotFound
 
@@ -20,19 +21,16 @@ def _engine():
 def _each(refs: list[str], action, echo: bool = True) -> int:  # noqa: ANN001
     """docker's multi-container commands: go on past a failure, report each, exit 1 if any failed."""
     engine = _engine()
-    failed = False
+
+    def one(ref: str) -> None:
+        out = action(engine, engine.get(ref))
+        if echo:
+            print(ref if out is None else out)
+
     try:
-        for ref in refs:
-            try:
-                out = action(engine, engine.get(ref))
-                if echo:
-                    print(ref if out is None else out)
-            except BuduError as e:
-                sys.stderr.write(f"Error response from daemon: {e}\n")
-                failed = True
+        return each(refs, one)
     finally:
         engine.close()
-    return 1 if failed else 0
 
 
 # -- ps ---------------------------------------------------------------------------------------------
@@ -358,12 +356,7 @@ def cmd_prune(argv: list[str]) -> int:
     if not a.force and not confirm("WARNING! This will remove all stopped containers."):
         return 0
     removed, space = prune_containers(parse_filters(a.filter))
-    if removed:
-        print("Deleted Containers:")
-        for cid in removed:
-            print(cid)
-        print()
-    print(f"Total reclaimed space: {fmt.human_size(space)}")
+    fmt.print_pruned("Deleted Containers:", removed, space)
     return 0
 
 
@@ -395,13 +388,6 @@ def prune_containers(filters: dict[str, list[str]]) -> tuple[list[str], int]:
     finally:
         engine.close()
     return removed, space
-
-
-def confirm(warning: str) -> bool:
-    sys.stdout.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
-    sys.stdout.flush()
-    answer = sys.stdin.readline().strip().lower()
-    return answer in ("y", "yes")
 
 
 # -- logs -------------------------------------------------------------------------------------------

@@ -75,8 +75,9 @@ def format_rows(template: str, objs: list, headers: dict[str, str]) -> str:
     return table([r + [""] * (width - len(r)) for r in rows])
 
 
-def print_inspected(objects: list[dict], template: str | None) -> None:
-    """`inspect`'s output: a JSON array, or the template once per object."""
+def print_inspected(objects: list[dict], template: str | None, ensure_ascii: bool = False) -> None:
+    """`inspect`'s output: a JSON array, or the template once per object.  `image inspect` has
+    always written its JSON with non-ASCII escaped (ensure_ascii); the others write it as is."""
     import json
     import sys
 
@@ -84,10 +85,11 @@ def print_inspected(objects: list[dict], template: str | None) -> None:
         for obj in objects:
             sys.stdout.write(render(template, obj) + "\n")
     else:
-        sys.stdout.write(json.dumps(objects, indent=4, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(objects, indent=4, ensure_ascii=ensure_ascii) + "\n")
 
 
-def inspect_each(names: list[str], fetch, template: str | None, error: str = "Error: ") -> int:  # noqa: ANN001
+def inspect_each(names: list[str], fetch, template: str | None, error: str = "Error: ",  # noqa: ANN001
+                 ensure_ascii: bool = False) -> int:
     """`X inspect NAME...`: each object fetched, errors one line each, then all printed; exit 1
     if any was missing (docker's)."""
     import sys
@@ -101,5 +103,18 @@ def inspect_each(names: list[str], fetch, template: str | None, error: str = "Er
         except BuduError as e:
             sys.stderr.write(f"{error}{e}\n")
             failed = True
-    print_inspected(out, template)
+    print_inspected(out, template, ensure_ascii)
     return 1 if failed else 0
+
+
+def print_pruned(title: str, lines: list[str], space: int | None = None) -> None:
+    """What docker's `X prune` prints: the deleted under a title, then the space reclaimed (a
+    blank line between); networks have no size, and neither the blank line nor the total."""
+    if lines:
+        print(title)
+        for line in lines:
+            print(line)
+        if space is not None:
+            print()
+    if space is not None:
+        print(f"Total reclaimed space: {human_size(space)}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 from budu.cli import format as fmt
+from budu.cli.common import write_whole
 from budu.cli.images import _Parser
 from budu.errors import BuduError, ConfigError
 
@@ -161,31 +161,13 @@ def _export_to_file(engine, c, path: str) -> None:  # noqa: ANN001
     """Write beside `path` and rename over it once complete: a failed export leaves no file."""
     from budu.engine import fsops
 
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-        raise ConfigError(f"open {path}: is a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".budu-export-", dir=os.path.dirname(path))
-    except FileNotFoundError:
-        raise ConfigError(f"failed to export container: invalid output path: directory "
-                          f'"{os.path.dirname(path)}" does not exist') from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            fsops.export(engine, c, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError):
-            raise BuduError(f"writing {path}: {e.strerror or e}") from None
-        raise
+    def open_error(path: str, e: OSError) -> BuduError | None:
+        if isinstance(e, FileNotFoundError):
+            return ConfigError(f"failed to export container: invalid output path: directory "
+                               f'"{os.path.dirname(path)}" does not exist')
+        return None
+
+    write_whole(path, lambda f: fsops.export(engine, c, f), ".budu-export-", open_error, buffering=1 << 20)
 
 
 # -- commit ---------------------------------------------------------------------------------------

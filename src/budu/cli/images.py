@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 from budu.cli import format as fmt
+from budu.cli.common import confirm, each
 from budu.errors import BuduError, ConfigError
 
 
@@ -263,19 +263,16 @@ def cmd_rmi(argv: list[str]) -> int:
     p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
     a = p.parse_args(argv)
     images = _images()
-    failed = 0
     try:
         users = _container_users(images)
-        for name in a.images:
-            try:
-                for what, value in images.remove(name, force=a.force, users=users):
-                    print(f"{what}: {value}")
-            except BuduError as e:
-                sys.stderr.write(f"Error response from daemon: {e}\n")
-                failed = 1
+
+        def remove(name: str) -> None:
+            for what, value in images.remove(name, force=a.force, users=users):
+                print(f"{what}: {value}")
+
+        return each(a.images, remove)
     finally:
         images.close()
-    return failed
 
 
 def _container_users(images) -> dict[str, str]:  # noqa: ANN001
@@ -302,21 +299,11 @@ def cmd_inspect(argv: list[str]) -> int:
     p.add_argument("-f", "--format", help="Format output using a custom template")
     a = p.parse_args(argv)
     images = _images()
-    out, failed = [], 0
     try:
-        for name in a.images:
-            try:
-                out.append(inspect_image(images, images.get(name)))
-            except BuduError as e:
-                sys.stderr.write(f"Error: {e}\n")
-                failed = 1
+        return fmt.inspect_each(a.images, lambda name: inspect_image(images, images.get(name)), a.format,
+                                ensure_ascii=True)
     finally:
         images.close()
-    if a.format:
-        sys.stdout.write("".join(fmt.render(a.format, o) + "\n" for o in out))
-    else:
-        print(json.dumps(out, indent=4))
-    return failed
 
 
 def inspect_image(images, img) -> dict:  # noqa: ANN001
@@ -350,23 +337,15 @@ def cmd_prune(argv: list[str]) -> int:
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", default=[], help="Provide filter values")
     a = p.parse_args(argv)
-    if not a.force:
-        what = "all images without at least one container associated to them" if a.all else "all dangling images"
-        sys.stdout.write(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    what = "all images without at least one container associated to them" if a.all else "all dangling images"
+    if not a.force and not confirm(f"WARNING! This will remove {what}."):
+        return 0
     images = _images()
     try:
         lines, reclaimed = images.prune(all_images=a.all, in_use=set(_container_users(images)))
     finally:
         images.close()
-    if lines:
-        print("Deleted Images:")
-        for what, value in lines:
-            print(f"{what.lower()}: {value}")
-        print()
-    print(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
+    fmt.print_pruned("Deleted Images:", [f"{kind.lower()}: {ref}" for kind, ref in lines], reclaimed)
     return 0
 
 

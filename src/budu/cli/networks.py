@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from budu.cli import format as fmt
-from budu.cli.containers import confirm, parse_filters
+from budu.cli.common import confirm, each, parse_kv
+from budu.cli.containers import parse_filters
 from budu.cli.images import _Parser
 from budu.errors import BuduError, ConfigError
 
@@ -14,16 +15,6 @@ def _engine():
     from budu.engine.engine import Engine
 
     return Engine()
-
-
-def _kv(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, _, v = item.partition("=")
-        if not k:
-            raise ConfigError(f'invalid argument "{item}" for "{flag}" flag')
-        out[k] = v
-    return out
 
 
 def cmd_create(argv: list[str]) -> int:
@@ -50,7 +41,7 @@ def cmd_create(argv: list[str]) -> int:
     try:
         net = engine.networks.create(a.name, subnet=a.subnet[0] if a.subnet else None,
                                      gateway=a.gateway[0] if a.gateway else None, internal=a.internal,
-                                     labels=_kv(a.label, "--label"), options=_kv(a.opt, "--opt"))
+                                     labels=parse_kv(a.label, "--label"), options=parse_kv(a.opt, "--opt"))
         from budu.engine import events
 
         events.emit(engine.root, "network", "create", net.id, {"name": net.name, "type": net.driver})
@@ -105,20 +96,18 @@ def cmd_rm(argv: list[str]) -> int:
     p.add_argument("-f", "--force", action="store_true", help="Do not error if the network does not exist")
     a = p.parse_args(argv)
     engine = _engine()
-    failed = False
+
+    def remove(name: str) -> None:
+        engine.network_remove(name)
+        print(name)
+
+    def reason(name: str, e: BuduError) -> str | None:
+        return None if a.force and "not found" in str(e) else str(e)
+
     try:
-        for name in a.names:
-            try:
-                engine.network_remove(name)
-                print(name)
-            except BuduError as e:
-                if a.force and "not found" in str(e):
-                    continue
-                sys.stderr.write(f"Error response from daemon: {e}\n")
-                failed = True
+        return each(a.names, remove, reason)
     finally:
         engine.close()
-    return 1 if failed else 0
 
 
 def cmd_prune(argv: list[str]) -> int:
@@ -133,10 +122,7 @@ def cmd_prune(argv: list[str]) -> int:
         removed = engine.network_prune()
     finally:
         engine.close()
-    if removed:
-        print("Deleted Networks:")
-        for name in removed:
-            print(name)
+    fmt.print_pruned("Deleted Networks:", removed)
     return 0
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from budu.cli import format as fmt
-from budu.cli.containers import confirm, parse_filters
+from budu.cli.common import confirm, each, parse_kv
+from budu.cli.containers import parse_filters
 from budu.cli.images import _Parser
 from budu.errors import BuduError, ConfigError
 
@@ -26,16 +27,6 @@ def _in_use(engine) -> dict[str, list[str]]:  # noqa: ANN001
     return out
 
 
-def _kv(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, eq, v = item.partition("=")
-        if not k:
-            raise ConfigError(f'invalid argument "{item}" for "{flag}" flag')
-        out[k] = v
-    return out
-
-
 def cmd_create(argv: list[str]) -> int:
     p = _Parser(prog="budu volume create", description="Create a volume")
     p.add_argument("name", nargs="?", metavar="VOLUME")
@@ -50,7 +41,7 @@ def cmd_create(argv: list[str]) -> int:
         raise ConfigError(f'error looking up volume plugin {a.driver}: plugin "{a.driver}" not found')
     engine = _engine()
     try:
-        v = engine.volumes.create(a.name or a.name_flag, labels=_kv(a.label, "--label"), options=_kv(a.opt, "--opt"))
+        v = engine.volumes.create(a.name or a.name_flag, labels=parse_kv(a.label, "--label"), options=parse_kv(a.opt, "--opt"))
         from budu.engine import events
 
         events.emit(engine.root, "volume", "create", v.name, {"driver": v.driver})
@@ -104,27 +95,27 @@ def cmd_rm(argv: list[str]) -> int:
     p.add_argument("-f", "--force", action="store_true", help="Force the removal of one or more volumes")
     a = p.parse_args(argv)
     engine = _engine()
-    failed = False
     try:
         used = _in_use(engine)
-        for name in a.names:
-            try:
-                engine.volumes.remove(name, force=a.force, in_use=set(used))
-                from budu.engine import events
 
-                events.emit(engine.root, "volume", "destroy", name, {"driver": "local"})
-                print(name)
-            except BuduError as e:
-                if a.force and "no such volume" in str(e).lower():
-                    continue
-                msg = str(e)
-                if name in used and "in use" in msg and "[" not in msg:
-                    msg += " - [" + ", ".join(used[name]) + "]"
-                sys.stderr.write(f"Error response from daemon: {msg}\n")
-                failed = True
+        def remove(name: str) -> None:
+            engine.volumes.remove(name, force=a.force, in_use=set(used))
+            from budu.engine import events
+
+            events.emit(engine.root, "volume", "destroy", name, {"driver": "local"})
+            print(name)
+
+        def reason(name: str, e: BuduError) -> str | None:
+            if a.force and "no such volume" in str(e).lower():
+                return None
+            msg = str(e)
+            if name in used and "in use" in msg and "[" not in msg:
+                msg += " - [" + ", ".join(used[name]) + "]"
+            return msg
+
+        return each(a.names, remove, reason)
     finally:
         engine.close()
-    return 1 if failed else 0
 
 
 def cmd_prune(argv: list[str]) -> int:
@@ -137,12 +128,7 @@ def cmd_prune(argv: list[str]) -> int:
                                    if not a.all else "WARNING! This will remove all local volumes not used by at least one container."):
         return 0
     removed, space = prune_volumes(a.all)
-    if removed:
-        print("Deleted Volumes:")
-        for name in removed:
-            print(name)
-        print()
-    print(f"Total reclaimed space: {fmt.human_size(space)}")
+    fmt.print_pruned("Deleted Volumes:", removed, space)
     return 0
 
 

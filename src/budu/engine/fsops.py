@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple
 
-from budu.errors import BuduError, ConfigError, NotFound, StateError
+from budu.errors import BuduError, NotFound, StateError
 from budu.images.layers import _header as tar_header  # the project's one tar header writer
 
 # -- openat2 --------------------------------------------------------------------------------------
@@ -1143,29 +1143,18 @@ def _image_config(cfg: dict) -> dict:
     return out
 
 
-def _tag(ref: str | None) -> str | None:
-    if not ref:
-        return None
-    from budu.images import reference
-
-    r = reference.parse(ref)
-    if r.digest:
-        raise ConfigError(f"refusing to create a tag with a digest reference: {ref}")
-    return f"{r.name}:{r.tag or 'latest'}"
-
-
 def commit(engine, c, ref: str | None = None, author: str = "", message: str = "",  # noqa: ANN001, ANN201
            changes: list[str] | None = None, pause: bool = True):
     """docker commit: a new image, the container's image plus one layer of what the container
     changed (its overlay upper, whiteouts as `.wh.` entries), with the container's config merged
     over the image's and `changes` (Dockerfile instructions) applied.  A running container is
     paused while its layer is read, unless `pause` is False.  Returns the image."""
-    from budu.images.archive import _Additions, apply_changes, docker_manifest, now_rfc3339
+    from budu.images.archive import _Additions, apply_changes, docker_manifest, now_rfc3339, tag_for
     from budu.images.layers import diff_overlay
     from budu.images.service import OCI_MANIFEST, host_platform
 
     images = engine.images
-    tag = _tag(ref)
+    tag = tag_for(ref)
     base = images.store.get(c.image_id)
     base_cfg = images.config(base)
     base_layers = images.manifest(base).get("layers") or []

@@ -579,7 +579,9 @@ def _is_tar_header(block: bytes) -> bool:
 # create_image: the one way images are made from tarballs here (import, bootstrap)
 # ---------------------------------------------------------------------------------------------
 
-def _tag_for(ref: str | None) -> str | None:
+def tag_for(ref: str | None) -> str | None:
+    """The tag a new image gets from `ref` (latest if it names none; None without a ref): what
+    import, bootstrap and commit (budu.engine.fsops) make; a digest is refused."""
     if not ref:
         return None
     r = reference.parse(ref)
@@ -601,7 +603,7 @@ def create_image(images: Images, layers: list[str | os.PathLike | BinaryIO], con
     """Store an image made of `layers` (tarball paths or streams; plain, gzip, zstd, bzip2 or xz)
     and `config` (rootfs is filled in; architecture and os default to the host's), with an OCI
     manifest; unpack it into snapshots and record it, tagged `ref`.  All or nothing."""
-    tag = _tag_for(ref)
+    tag = tag_for(ref)
     config = dict(config)
     plat = host_platform()
     config.setdefault("architecture", plat.architecture)
@@ -643,7 +645,7 @@ def import_rootfs(images: Images, tarball_stream: BinaryIO, ref: str | None = No
     """`docker import`: an image of one layer, the root filesystem tarball read from the stream
     (plain or compressed), its config made from Dockerfile-style `changes`."""
     runtime = apply_changes({}, changes or [])  # a bad change fails before any work
-    _tag_for(ref)
+    tag_for(ref)
     created = now_rfc3339()
     config = {"architecture": host_platform().architecture, "config": runtime, "created": created,
               "history": [{"created": created, "comment": message or f"Imported from {source}"}], "os": "linux"}
