@@ -12,7 +12,15 @@ from nettest import FakeResolver, host_ipv4, port_free, sh, wait_for
 from budu.errors import ConfigError, KernelError, StateError
 
 AARDVARK = any(os.access(p, os.X_OK) for p in ("/usr/libexec/podman/aardvark-dns", "/usr/lib/podman/aardvark-dns"))
-needs_dns = pytest.mark.usefixtures()  # aardvark-dns comes with install.sh; its absence fails the test
+
+
+@pytest.fixture
+def aardvark_dns() -> None:
+    """aardvark-dns comes with install.sh: its absence fails the test (never a skip)."""
+    assert AARDVARK, "aardvark-dns is not installed (scripts/install.sh installs it)"
+
+
+needs_dns = pytest.mark.usefixtures("aardvark_dns")
 
 
 def resolves(box, name: str, server: str, want: str) -> bool:
