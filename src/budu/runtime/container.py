@@ -12,7 +12,7 @@ import os
 import time
 
 from budu.errors import BuduError, ConfigError, NotFound, StateError
-from budu.kernel import fastjson, signals
+from budu.kernel import fastjson
 from budu.kernel import syscalls as sc
 from budu.runtime import primer, spec, state, sync
 from budu.runtime.state import State
@@ -38,6 +38,8 @@ class Options:
 def parse_signal(sig: str | int) -> int:
     if isinstance(sig, int) or sig.isdigit():
         return int(sig)
+    from budu.kernel import signals  # only `kill` parses a name: not imported on every start
+
     num = signals.number(sig)
     if num is None:
         raise ConfigError(f"invalid signal {sig!r}")
