@@ -6,6 +6,7 @@ and `budu --help` stay instant however many commands there are.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -154,8 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     from budu.errors import BuduError
 
     try:
-        # __import__ rather than importlib.import_module: the importlib package is one more import
-        return getattr(__import__(module, fromlist=[func]), func)(args) or 0
+        # __import__ rather than importlib.import_module: the importlib package is one more import;
+        # and no cyclic garbage collection meanwhile: imports make no garbage, only ~10 needless
+        # collections (~0.6 ms)
+        gc.disable()
+        try:
+            command = getattr(__import__(module, fromlist=[func]), func)
+        finally:
+            gc.enable()
+        return command(args) or 0
     except BuduError as e:
         sys.stderr.write(f"Error response from daemon: {e}\n" if getattr(e, "daemon_style", False) else f"Error: {e}\n")
         return e.exit_code if e.exit_code else 1
