@@ -7,6 +7,10 @@ and tokenize) and each decorated class ~1 ms more, which is a tenth of a whole `
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Self
+
 
 class Plain:
     __slots__ = ()
@@ -42,7 +46,7 @@ class Frozen(Plain):
     def __hash__(self) -> int:
         return hash(tuple(getattr(self, f) for f in self.__slots__))
 
-    def replace(self, **changes: object) -> Frozen:
+    def replace(self, **changes: object) -> Self:
         """A copy with some fields changed (dataclasses.replace)."""
         new = object.__new__(type(self))
         for f in self.__slots__:

@@ -576,7 +576,7 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
     return wait_forwarding(pid2, master)
 
 
-def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp: tuple | None,
+def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp: tuple[bytes, int] | None,
                 opts: Options, console_fd: int | None) -> int:
     from budu.runtime import init
     from budu.runtime import process as proc

@@ -100,7 +100,7 @@ def set_user(user: dict) -> None:
         os.umask(0o022)
 
 
-def finalize(process: dict, seccomp: tuple | None) -> None:
+def finalize(process: dict, seccomp: seccomp_filter.Compiled | None) -> None:
     """Drop to the process's user and privileges; seccomp (compiled by seccomp_filter.prepare
     before the fork) as late as it can be loaded.
 

@@ -26,7 +26,7 @@ _LIB_FILE = "libseccomp"  # the path of the libseccomp that compiled the program
 _MAGIC = b"budu-bpf1\n"
 _MAX_ENTRIES = 128  # distinct profiles kept; past that the cache starts over
 
-Compiled = tuple  # (struct sock_filter[] as bytes, SECCOMP_FILTER_FLAG_* bits)
+Compiled = tuple[bytes, int]  # (struct sock_filter[] as bytes, SECCOMP_FILTER_FLAG_* bits)
 
 
 def prepare(root: str, profile: dict) -> Compiled | None:
