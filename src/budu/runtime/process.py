@@ -14,8 +14,11 @@ import _signal
 from budu.errors import BuduError, ConfigError
 from budu.kernel import caps as capslib
 from budu.kernel import syscalls as sc
-from budu.runtime import seccomp_filter
 from budu.runtime.spec import RLIMITS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from budu.runtime import seccomp_filter
 
 
 def apply_rlimits(rlimits: list[dict] | None) -> None:
@@ -108,8 +111,12 @@ def finalize(process: dict, seccomp: seccomp_filter.Compiled | None) -> None:
     so it is loaded before the capabilities go (as runc does); with it, just before execve.
     """
     nnp = bool(process.get("noNewPrivileges"))
-    if seccomp and not nnp:
-        seccomp_filter.load(seccomp)
+    if seccomp:
+        # imported before the fork by whoever compiled the filter (after pivot_root no module could be)
+        from budu.runtime import seccomp_filter
+
+        if not nnp:
+            seccomp_filter.load(seccomp)
     capslib.drop_bounding(process.get("capabilities"))
     set_user(process.get("user") or {})
     capslib.apply_sets(process.get("capabilities"))
