@@ -54,16 +54,76 @@ def host_state() -> dict[str, list[str]]:
             out.append(ln)
         return out
 
-    addrs = [re.sub(r"(valid|preferred)_lft \S+", r"\1_lft -", ln) for ln in lines("ip", "-o", "addr")]
+    shared = _shared_chains_kept()
+    # lifetimes count down, and a new address is "tentative" until duplicate detection is done
+    addrs = [re.sub(r"(valid|preferred)_lft \S+", r"\1_lft -", ln).replace(" tentative", "")
+             for ln in lines("ip", "-o", "addr")]
     return {
         "links": [re.sub(r"\s+", " ", ln) for ln in lines("ip", "-o", "link")],
         "addrs": addrs,
         "routes": lines("ip", "route") + lines("ip", "-6", "route"),
-        "iptables": no_counters(lines("iptables-save")),
-        "ip6tables": no_counters(lines("ip6tables-save")),
-        "nft": no_counters(lines("nft", "list", "ruleset")),
+        "iptables": _without_shared(no_counters(lines("iptables-save")), shared),
+        "ip6tables": _without_shared(no_counters(lines("ip6tables-save")), shared),
+        "nft": _without_shared(no_counters(lines("nft", "list", "ruleset")), shared),
         "netns": [n for n in os.listdir("/run/netns") if n.startswith("budu-")] if os.path.isdir("/run/netns") else [],
     }
+
+
+# The portmap plugin's chains are shared by every budu root on the host, and budu removes them only
+# when no budu network of any root is up (budu.network.manager._sweep_if_idle).  While a network
+# that is not the tests' is up (a user's default bridge, say), the tests may leave them behind by
+# design; only then are they left out of the comparison.  Every rule that names a bridge stays in.
+SHARED_CHAIN = "CNI-HOSTPORT-"
+TEST_BRIDGE_PREFIX = "budut"  # budut0, budut1 (tests/network), budutc (tests/containers)
+
+
+def _shared_chains_kept() -> bool:
+    try:
+        return any(not name.startswith(TEST_BRIDGE_PREFIX) for name in os.listdir("/run/lock/budu-network.d"))
+    except FileNotFoundError:
+        return False
+
+
+def _without_shared(rules: list[str], shared: bool) -> list[str]:
+    """Rules without the shared chains' lines (nft: their whole `chain ... { }` blocks), and
+    without a table those leave empty (the portmap plugin makes ip6tables' nat table)."""
+    if not shared:
+        return rules
+    return _without_empty_tables(_without_shared_chains(rules))
+
+
+def _without_empty_tables(rules: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(rules):
+        ln = rules[i]
+        if ln.startswith("table ") and ln.endswith("{") and i + 1 < len(rules) and rules[i + 1] == "}":
+            i += 2  # nft: `table ip6 nat {` `}`
+            continue
+        if ln.startswith("*"):  # iptables-save: *TABLE, the built-in chains' policies, COMMIT
+            end = rules.index("COMMIT", i) if "COMMIT" in rules[i:] else len(rules)
+            if all(re.fullmatch(r":[A-Z]+ ACCEPT \[0:0\]", x) for x in rules[i + 1:end]):
+                i = end + 1
+                continue
+        out.append(ln)
+        i += 1
+    return out
+
+
+def _without_shared_chains(rules: list[str]) -> list[str]:
+    out, skip_to = [], None
+    for ln in rules:
+        if skip_to is not None:
+            if ln == skip_to:
+                skip_to = None
+            continue
+        if SHARED_CHAIN in ln:
+            stripped = ln.lstrip()
+            if stripped.startswith("chain ") and ln.endswith("{"):
+                skip_to = ln[: len(ln) - len(stripped)] + "}"  # the block's closing brace
+            continue
+        out.append(ln)
+    return out
 
 
 def host_ipv4() -> str | None:
