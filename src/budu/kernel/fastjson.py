@@ -65,14 +65,45 @@ def loads(text: str | bytes) -> object:
 
 
 def dumps(obj: object, indent: int | None = None) -> str:
-    """Serialize compactly (or with `indent` for files people read)."""
-    if _json is None or indent is not None:
+    """Serialize compactly, or with `indent` for files and output people read (the same text as
+    json.dumps(obj, indent=indent): `budu-runtime state`, which containerd calls often, prints so)."""
+    if _json is None:  # pragma: no cover
         import json
 
         return json.dumps(obj, indent=indent, separators=(",", ": ") if indent else (",", ":"))
+    if indent is not None:
+        return _indented(obj, " " * indent, "\n")
 
     def _default(o: object) -> object:
         raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
     enc = _json.make_encoder({}, _default, _json.encode_basestring_ascii, None, ":", ",", False, False, True)
     return "".join(enc(obj, 0))
+
+
+def _indented(obj: object, step: str, nl: str) -> str:
+    """json.dumps(obj, indent=len(step)) for the types JSON has: containers here, scalars by the C
+    encoder."""
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        inner = nl + step
+        items = []
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                k = dumps(k) if isinstance(k, (int, float, bool)) or k is None else _bad(k)
+                k = k if k.startswith('"') else f'"{k}"'
+            else:
+                k = _json.encode_basestring_ascii(k)
+            items.append(f"{k}: {_indented(v, step, inner)}")
+        return "{" + inner + ("," + inner).join(items) + nl + "}"
+    if isinstance(obj, (list, tuple)):
+        if not obj:
+            return "[]"
+        inner = nl + step
+        return "[" + inner + ("," + inner).join(_indented(v, step, inner) for v in obj) + nl + "]"
+    return dumps(obj)
+
+
+def _bad(o: object) -> str:
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(o).__name__}")

@@ -14,8 +14,6 @@ import sys
 # back on).
 gc.disable()
 
-from budu.runtime.primer import prime_attach  # noqa: E402
-
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -30,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     primer = 0
     if rest and rest[0] in ("create", "run", "exec") and "--help" not in rest and "-h" not in rest:
         # this call will move a process between cgroups: start the kernel's slow part first of all
+        from budu.runtime.primer import prime_attach
+
         primer = prime_attach()
 
     import os

@@ -12,10 +12,15 @@ import os
 import time
 
 from budu.errors import BuduError, ConfigError, NotFound, StateError
-from budu.kernel import fastjson
-from budu.kernel import syscalls as sc
-from budu.runtime import primer, spec, state, sync
+from budu.runtime import state
 from budu.runtime.state import State
+
+# What only create, run and exec need is imported in them: start, state, kill and delete are each
+# a process of their own too (containerd and podman call them one by one), and import no more
+# than they use.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from budu.runtime import sync
 
 SIGKILL = 9
 _FORWARDED = (1, 2, 3, 10, 12, 15, 28)
@@ -75,8 +80,8 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None, 
     With `start` (run), the start signal goes into the exec fifo right away: init goes on to the
     user's process as soon as it is created, without a round trip through this process.
     """
-    from budu.runtime import init
-    from budu.runtime import log
+    from budu.kernel import fastjson
+    from budu.runtime import init, log, primer, spec, sync
 
     log.debug("create: start")
     if config is None:
@@ -458,7 +463,8 @@ def wait_forwarding(pid: int, master: int | None = None) -> int:
 
 
 def run(cid: str, bundle: str, opts: Options, detach: bool, keep: bool) -> int:
-    from budu.runtime import log
+    from budu.kernel import syscalls as sc
+    from budu.runtime import log, spec
 
     config = spec.load(bundle)
     console_pair = None
@@ -499,6 +505,9 @@ def run(cid: str, bundle: str, opts: Options, detach: bool, keep: bool) -> int:
 def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
     """Run another process in a running container: every namespace, its cgroup, its own user,
     capabilities, no_new_privs and the container's seccomp profile."""
+    from budu.kernel import syscalls as sc
+    from budu.runtime import primer, spec, sync
+
     st = state.load(opts.root, cid)
     status = st.status()
     if status not in ("created", "running"):
@@ -578,7 +587,7 @@ def exec_process(cid: str, process: dict, opts: Options, detach: bool) -> int:
 
 def _exec_child(ch: sync.Channel, paths: dict[str, str], process: dict, seccomp: tuple[bytes, int] | None,
                 opts: Options, console_fd: int | None) -> int:
-    from budu.runtime import init
+    from budu.runtime import init, sync  # imported by exec_process before the fork
     from budu.runtime import process as proc
 
     try:
