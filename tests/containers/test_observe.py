@@ -192,3 +192,14 @@ def test_system_prune_keeps_what_is_used(budu):
     assert "Total reclaimed space" in out
     assert budu("ps", "-a", "--format", "{{.Names}}").stdout == "keeper\n"
     assert "busybox" in budu("images", "--format", "{{.Repository}}").stdout
+
+
+def test_inspect_writes_non_ascii_as_docker_does(budu):
+    # docker's Go encoder writes UTF-8 as is: `"café"`, not `"caf\u00e9"`, for containers and images alike
+    budu("create", "--name", "utf8", "--network", "none", "--label", "note=café", "busybox", "true")
+    try:
+        budu("commit", "-c", "LABEL note=café", "utf8", "utf8img")
+        assert '"note": "café"' in budu("inspect", "utf8").stdout
+        assert '"note": "café"' in budu("image", "inspect", "utf8img").stdout
+    finally:
+        budu("rmi", "-f", "utf8img", ok=False)

@@ -75,9 +75,9 @@ def format_rows(template: str, objs: list, headers: dict[str, str]) -> str:
     return table([r + [""] * (width - len(r)) for r in rows])
 
 
-def print_inspected(objects: list[dict], template: str | None, ensure_ascii: bool = False) -> None:
-    """`inspect`'s output: a JSON array, or the template once per object.  `image inspect` has
-    always written its JSON with non-ASCII escaped (ensure_ascii); the others write it as is."""
+def print_inspected(objects: list[dict], template: str | None) -> None:
+    """`inspect`'s output: a JSON array (non-ASCII as is, as docker's Go encoder writes it), or the
+    template once per object."""
     import json
     import sys
 
@@ -85,11 +85,10 @@ def print_inspected(objects: list[dict], template: str | None, ensure_ascii: boo
         for obj in objects:
             sys.stdout.write(render(template, obj) + "\n")
     else:
-        sys.stdout.write(json.dumps(objects, indent=4, ensure_ascii=ensure_ascii) + "\n")
+        sys.stdout.write(json.dumps(objects, indent=4, ensure_ascii=False) + "\n")
 
 
-def inspect_each(names: list[str], fetch, template: str | None, error: str = "Error: ",  # noqa: ANN001
-                 ensure_ascii: bool = False) -> int:
+def inspect_each(names: list[str], fetch, template: str | None, error: str = "Error: ") -> int:  # noqa: ANN001
     """`X inspect NAME...`: each object fetched, errors one line each, then all printed; exit 1
     if any was missing (docker's)."""
     import sys
@@ -103,7 +102,7 @@ def inspect_each(names: list[str], fetch, template: str | None, error: str = "Er
         except BuduError as e:
             sys.stderr.write(f"{error}{e}\n")
             failed = True
-    print_inspected(out, template, ensure_ascii)
+    print_inspected(out, template)
     return 1 if failed else 0
 
 

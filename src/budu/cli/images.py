@@ -300,8 +300,7 @@ def cmd_inspect(argv: list[str]) -> int:
     a = p.parse_args(argv)
     images = _images()
     try:
-        return fmt.inspect_each(a.images, lambda name: inspect_image(images, images.get(name)), a.format,
-                                ensure_ascii=True)
+        return fmt.inspect_each(a.images, lambda name: inspect_image(images, images.get(name)), a.format)
     finally:
         images.close()
 
