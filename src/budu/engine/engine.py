@@ -16,7 +16,8 @@ import time
 
 from budu.engine import events, netfiles, status
 from budu.engine.netops import NetworkOps
-from budu.engine.records import Container, ContainerStore, check_name, pid_alive
+from budu.engine.records import Container, ContainerStore, pid_alive
+from budu.engine.validate import check_name
 from budu.errors import BuduError, ConfigError, NotFound, StateError
 from budu.kernel import fastjson, signals
 from budu.kernel.files import escape_mountinfo, rmtree, which

@@ -22,7 +22,8 @@ import os
 import posixpath
 import stat
 
-from budu.engine.volumes import Volumes, valid_name
+from budu.engine.validate import valid_name
+from budu.engine.volumes import Volumes
 from budu.errors import ConfigError
 from budu.runtime.rootfs import secure_join
 

@@ -15,7 +15,6 @@ from budu.kernel import fastjson
 from budu.metadata import Database
 from budu.plain import Plain
 
-NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
 class Container(Plain):
@@ -42,14 +41,6 @@ class Container(Plain):
     @property
     def short_id(self) -> str:
         return self.id[:12]
-
-
-def check_name(name: str) -> str:
-    """docker's rule: [a-zA-Z0-9][a-zA-Z0-9_.-]+, with an optional leading '/'."""
-    bare = name[1:] if name.startswith("/") else name
-    if len(bare) < 2 or not bare[0].isascii() or not bare[0].isalnum() or not set(bare) <= NAME_CHARS:
-        raise ConfigError(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
-    return bare
 
 
 class ContainerStore:

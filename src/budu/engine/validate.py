@@ -65,7 +65,7 @@ def check_body(config: dict, host_config: dict, networking_config: dict | None =
     """
     hc = host_config
     if name is not None:
-        _check_name(name)
+        check_name(name)
     _check_restart(hc.get("RestartPolicy") or {}, hc.get("AutoRemove"))
     _check_resources(hc)
     workdir = config.get("WorkingDir") or ""
@@ -95,11 +95,20 @@ def check_body(config: dict, host_config: dict, networking_config: dict | None =
         _check_endpoint(hc.get("NetworkMode") or "default", ep_name, ep or {})
 
 
-def _check_name(name: str) -> None:
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def valid_name(name: str) -> bool:
+    """docker's rule for container and volume names: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (ASCII)."""
+    return len(name) >= 2 and name[0] not in "_.-" and set(name) <= _NAME_CHARS
+
+
+def check_name(name: str) -> str:
+    """A container's name without docker's optional leading '/', or ConfigError."""
     bare = name[1:] if name.startswith("/") else name
-    if len(bare) < 2 or not (bare[0].isascii() and bare[0].isalnum()) or not all(
-            c.isascii() and (c.isalnum() or c in "_.-") for c in bare):
+    if not valid_name(bare):
         raise ConfigError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return bare
 
 
 def _check_restart(policy: dict, auto_remove: object) -> None:

@@ -16,6 +16,7 @@ import os
 import stat
 import time
 
+from budu.engine.validate import valid_name
 from budu.errors import ConfigError, KernelError, NotFound, StateError
 from budu.kernel import fastjson
 from budu.kernel import syscalls as sc
@@ -23,15 +24,9 @@ from budu.kernel.files import rmtree, unescape_mountinfo
 from budu.metadata import Database
 from budu.plain import Frozen
 
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # docker 23+ marks anonymous volumes with it
 LOCAL_OPTIONS = ("type", "device", "o")
 _TRASH = ".trash"  # never a volume name: names start with a letter or digit
-
-
-def valid_name(name: str) -> bool:
-    """docker's rule for a volume's name: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (ASCII)."""
-    return len(name) >= 2 and name[0] not in "_.-" and set(name) <= _NAME_CHARS
 
 
 class Volume(Frozen):
