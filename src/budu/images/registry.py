@@ -798,13 +798,7 @@ class Registry:
                     raise _Transient(f"registry acknowledged {got} of the {sent.size} bytes sent")
                 location = self._join(resp.headers.get("location") or str(location), "an upload")
                 digest = sent.digest()
-                resp = self._request(
-                    "PUT", location.copy_merge_params({"digest": digest}), scopes=scopes, repo=name,
-                    headers={"Content-Length": "0"}, content=b"", retry=False,
-                )
-                if resp.status_code not in (201, 204):
-                    raise self._error(resp, f"upload blob {digest} to {self.host}/{name}")
-                resp.close()
+                self._complete_upload(location, digest, name, scopes)
                 return digest, sent.size
             except _Transient as exc:
                 if location is not None:
@@ -870,6 +864,10 @@ class Registry:
             offset = end + 1
         if offset != size:
             raise RegistryError(f"blob {digest} has {offset} bytes, not the {size} announced")
+        self._complete_upload(location, digest, name, scopes)
+
+    def _complete_upload(self, location: httpx.URL, digest: str, name: str, scopes: Sequence[str]) -> None:
+        """The closing PUT of an upload whose bytes are all sent: the registry checks the digest."""
         resp = self._request(
             "PUT", location.copy_merge_params({"digest": digest}), scopes=scopes, repo=name,
             headers={"Content-Length": "0"}, content=b"", retry=False,
