@@ -90,12 +90,11 @@ def _indented(obj: object, step: str, nl: str) -> str:
         inner = nl + step
         items = []
         for k, v in obj.items():
-            if not isinstance(k, str):
-                k = dumps(k) if isinstance(k, (int, float, bool)) or k is None else _bad(k)
-                k = k if k.startswith('"') else f'"{k}"'
-            else:
-                k = _json.encode_basestring_ascii(k)
-            items.append(f"{k}: {_indented(v, step, inner)}")
+            if not isinstance(k, str):  # json's rule: a scalar key is written as its JSON text, quoted
+                if not (isinstance(k, (int, float)) or k is None):
+                    raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")
+                k = dumps(k)
+            items.append(f"{_json.encode_basestring_ascii(k)}: {_indented(v, step, inner)}")
         return "{" + inner + ("," + inner).join(items) + nl + "}"
     if isinstance(obj, (list, tuple)):
         if not obj:
@@ -104,6 +103,3 @@ def _indented(obj: object, step: str, nl: str) -> str:
         return "[" + inner + ("," + inner).join(_indented(v, step, inner) for v in obj) + nl + "]"
     return dumps(obj)
 
-
-def _bad(o: object) -> str:
-    raise TypeError(f"keys must be str, int, float, bool or None, not {type(o).__name__}")
