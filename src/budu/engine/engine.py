@@ -77,6 +77,7 @@ class Engine(NetworkOps):
         self._volumes = None
         self._networks = None
         self._held: set[str] = set()
+        self._image_configs: dict[str, dict] = {}
 
     def close(self) -> None:
         if self._images is not None:
@@ -199,7 +200,7 @@ class Engine(NetworkOps):
                name: str | None = None, pull: str = "missing", platform: str | None = None,
                progress=None) -> Container:  # noqa: ANN001
         image = self.resolve_image(image_ref, pull, platform, progress)
-        image_config = self.images.config(image).get("config") or {}
+        image_config = self._image_config(image.id)
         config = dict(config, Image=image_ref)
         host_config = _host_defaults(host_config)
         if host_config["RestartPolicy"]["Name"] not in ("", "no") and host_config.get("AutoRemove"):
@@ -318,8 +319,7 @@ class Engine(NetworkOps):
         from budu.engine.spec import build_spec
 
         d = self.dir(c.id)
-        image = self.images.store.get(c.image_id)
-        image_config = self.images.config(image).get("config") or {}
+        image_config = self._image_config(c.image_id)
         hc = c.host_config
         from budu.engine import netsetup
 
@@ -385,11 +385,17 @@ class Engine(NetworkOps):
         args += self._health_args(c)
         return args
 
+    def _image_config(self, image_id: str) -> dict:
+        """The `config` of an image's config blob, read once per process (`budu run` needs it in
+        create, in the bundle and for the healthcheck); an image never changes under its id."""
+        if image_id not in self._image_configs:
+            self._image_configs[image_id] = self.images.config(self.images.store.get(image_id)).get("config") or {}
+        return self._image_configs[image_id]
+
     def _health_args(self, c: Container) -> list[str]:
         hc = c.config.get("Healthcheck")
         if hc is None:
-            image = self.images.store.get(c.image_id)
-            hc = (self.images.config(image).get("config") or {}).get("Healthcheck")
+            hc = self._image_config(c.image_id).get("Healthcheck")
         test = (hc or {}).get("Test") or []
         if not test or test[0] == "NONE":
             return []
@@ -443,7 +449,7 @@ class Engine(NetworkOps):
 
     def _image_stop_signal(self, c: Container) -> str | None:
         try:
-            return (self.images.config(self.images.store.get(c.image_id)).get("config") or {}).get("StopSignal")
+            return self._image_config(c.image_id).get("StopSignal")
         except BuduError:
             return None
 
