@@ -10,12 +10,12 @@ nothing here writes BPF by hand.  Behaviour follows runc where the spec leaves r
 * ``flags`` absent (not merely empty) means SECCOMP_FILTER_FLAG_SPEC_ALLOW when supported;
 * an object with neither ``defaultAction`` nor ``syscalls`` means "no seccomp".
 
-Use: call :func:`validate` in the runtime before forking (it also loads libseccomp, so that
-:func:`apply` still works after ``pivot_root`` has hidden the host's libraries), then
-:func:`apply` in the container process as late as possible before ``execve``.
+Use: :func:`compile_bpf` checks a profile and compiles it, before the runtime forks (through
+budu.runtime.seccomp_filter, which keeps the program); the container's process loads the
+program with seccomp_filter.load, without libseccomp, as late as possible before ``execve``.
 
-This module is imported on the container start hot path: only ctypes, os and errno (plus
-budu.errors) are imported, and libseccomp is loaded on first use.
+Imported only when a profile is compiled, not on a start that finds its program kept: ctypes,
+os and errno (plus budu.errors), and libseccomp is loaded on first use.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import errno
 import os
 
 from budu.errors import ConfigError, KernelError
-from budu.runtime import seccomp_filter
 
 # --- libseccomp constants (seccomp.h, libseccomp 2.5) -------------------------------------------
 
@@ -396,16 +395,6 @@ def _compile(profile: object) -> tuple | None:
 # --- public API --------------------------------------------------------------------------------
 
 
-def validate(profile: dict) -> None:
-    """Check a ``linux.seccomp`` object before anything is forked, so errors are one clear line.
-
-    Raises ConfigError naming the field path.  Also loads libseccomp into the process, which
-    keeps it usable by apply() after pivot_root in a forked child.
-    """
-    if _compile(profile) is not None:
-        _seccomp()
-
-
 def compile_bpf(profile: dict) -> tuple[bytes, int] | None:
     """Have libseccomp compile ``profile`` into a BPF program, without loading it.
 
@@ -462,18 +451,6 @@ def compile_bpf(profile: dict) -> tuple[bytes, int] | None:
     finally:
         lib.seccomp_release(ctx)
     return prog, sum(_KERNEL_FLAGS[attr] for attr in flag_attrs)
-
-
-def apply(profile: dict) -> None:
-    """Build the filter described by ``profile`` and load it into the calling thread.
-
-    Call it as late as possible before execve: every syscall after it is filtered.  The filter is
-    loaded without setting no_new_privs (the runtime does that itself when the config asks), so
-    the caller needs CAP_SYS_ADMIN or no_new_privs already set.
-    """
-    compiled = compile_bpf(profile)
-    if compiled is not None:
-        seccomp_filter.load(compiled)
 
 
 def _attr(lib: ctypes.CDLL, ctx: int, attr: int, value: int, what: str) -> None:
