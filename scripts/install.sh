@@ -78,7 +78,7 @@ done
 
 # The container monitor: one small C process per running container (see src/budu/monitor/).
 mkdir -p /opt/budu/libexec
-"$here/scripts/build-monitor.sh" /opt/budu/libexec/budu-monitor
+"$here/scripts/build-static.sh" src/budu/monitor /opt/budu/libexec/budu-monitor
 
 # After a reboot, bring back the containers whose restart policy says so (docker's daemon does it
 # at start; budu has no daemon, so a oneshot unit does).

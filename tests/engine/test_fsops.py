@@ -495,8 +495,8 @@ def monitor(tmp_path_factory) -> str:
     if not shutil.which(os.environ.get("CC", "cc")):
         pytest.fail("budu-monitor is not installed and there is no C compiler to build it")
     out = str(tmp_path_factory.mktemp("monitor") / "budu-monitor")
-    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "build-monitor.sh")
-    subprocess.run(["sh", script, out], check=True, capture_output=True, timeout=300)
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "build-static.sh")
+    subprocess.run(["sh", script, "src/budu/monitor", out], check=True, capture_output=True, timeout=300)
     return out
 
 

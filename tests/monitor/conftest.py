@@ -31,7 +31,7 @@ exec unshare -m sh -c '
 @pytest.fixture(scope="session")
 def monitor_bin(tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("monitor") / "budu-monitor")
-    subprocess.run([os.path.join(REPO, "scripts/build-monitor.sh"), out], check=True)
+    subprocess.run([os.path.join(REPO, "scripts/build-static.sh"), "src/budu/monitor", out], check=True)
     return out
 
 
