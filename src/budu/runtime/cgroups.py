@@ -374,6 +374,20 @@ class Cgroup:
                 self._unified_mnt = v2mnt
                 self._unified = under(v2mnt, "")
 
+    @classmethod
+    def recorded(cls, path: str, mode: str, paths: dict[str, str]) -> "Cgroup":
+        """The cgroup a container was created in, from the mode and `paths` that create recorded
+        (as runc keeps cgroup_paths): what a later verb removes is what create made, and it needs
+        no mountinfo.  Not for `create` itself, which needs the mount points."""
+        if mode not in ("v1", "v2", "hybrid") or not isinstance(paths, dict):
+            raise ConfigError(f"cgroup: state records an unknown cgroup mode {mode!r}")
+        cg = cls.__new__(cls)
+        cg.mode, cg.path, cg.devices = mode, path, []
+        cg._v1 = {k: v for k, v in paths.items() if k}
+        cg._unified = paths.get("")
+        cg._v1_mnt, cg._unified_mnt = {}, None
+        return cg
+
     # ----------------------------------------------------------------- introspection
 
     @property

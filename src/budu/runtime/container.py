@@ -150,6 +150,9 @@ def create(cid: str, bundle: str, opts: Options, console_fd: int | None = None, 
             }
             st.save()  # from here a crash leaves a record that `delete -f` can clean up
             cg = st.cgroup()  # from the cgroupPath recorded above; the state keeps this one object
+            # where it is in each hierarchy, for the later verbs (and budu-runtime's C front door)
+            st.data["cgroupMode"] = cg.mode
+            st.data["cgroupPaths"] = cg.paths
             cg.create(_with_default_devices(lx.get("resources")))
             log.debug("create: cgroup made")
             if c1:  # init's pid comes from C1, after the user namespace's id maps

@@ -113,7 +113,8 @@ class State:
                 return None
             from budu.runtime.cgroups import Cgroup
 
-            self._cgroup = Cgroup(path)
+            mode, paths = self.data.get("cgroupMode"), self.data.get("cgroupPaths")
+            self._cgroup = Cgroup.recorded(path, mode, paths) if mode and paths else Cgroup(path)
         return self._cgroup
 
     def oci_state(self) -> dict:
