@@ -59,7 +59,7 @@ fi
 # container per call, so its launchers skip both and name their paths themselves.
 "$venv/bin/pip" uninstall -q -y setuptools >/dev/null 2>&1 || true   # its .pth hook costs ~1 ms a start
 purelib=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-for cmd in budu:budu.cli.main budu-runtime:budu.runtime.cli; do
+for cmd in budu:budu.cli.main budu-runtime-py:budu.runtime.cli; do
     name=${cmd%%:*}; mod=${cmd#*:}
     cat > "$venv/bin/$name" <<PY
 #!$venv/bin/python -IS
@@ -73,8 +73,13 @@ import os
 os._exit(rc)  # no interpreter teardown: nothing is left to clean up, and it costs milliseconds
 PY
     chmod 755 "$venv/bin/$name"
-    ln -sf "$venv/bin/$name" "/usr/local/bin/$name"
 done
+ln -sf "$venv/bin/budu" /usr/local/bin/budu
+# budu-runtime itself is a small C program (src/budu/runtime/front/): start, state, kill and delete
+# in their common case take it ~1 ms instead of an interpreter's ~15; it hands everything else to
+# budu-runtime-py, the Python runtime, next to it.
+"$here/scripts/build-static.sh" src/budu/runtime/front "$venv/bin/budu-runtime"
+ln -sf "$venv/bin/budu-runtime" /usr/local/bin/budu-runtime
 
 # The container monitor: one small C process per running container (see src/budu/monitor/).
 mkdir -p /opt/budu/libexec
