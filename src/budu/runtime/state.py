@@ -3,6 +3,10 @@
 The status is never stored; it is derived each time from the kernel (is the init process still
 the same process, is it waiting on its exec fifo, is its cgroup frozen), so a crash can never leave
 a stale status behind.
+
+budu-runtime's C front door (runtime/front/budu-runtime.c) reads this same file for start, state,
+kill and delete, and applies the same status rule: a change to either belongs in both
+(tests/runtime/test_front.py compares their answers).
 """
 
 from __future__ import annotations
