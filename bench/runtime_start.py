@@ -37,20 +37,26 @@ def timed(cmd: list[str]) -> float:
     return benchlib.timed(cmd, label=cmd[0])
 
 
-def lifecycle(cmd: list[str], bundle: str, cid: str, work: str) -> float:
-    """create, start, wait for the exit (a pidfd), delete: three calls of the runtime `cmd`."""
+def lifecycle(cmd: list[str], bundle: str, cid: str, work: str) -> dict[str, float]:
+    """create, start, wait for the exit (a pidfd), delete: three calls of the runtime `cmd`.
+    Returns the whole time and each call's."""
     pid_file = os.path.join(work, f"{cid}.pid")
-    t = time.perf_counter()
+    t0 = time.perf_counter()
     _call(cmd + ["create", "--bundle", bundle, "--pid-file", pid_file, cid], work)
+    t1 = time.perf_counter()
     with open(pid_file) as f:
         fd = os.pidfd_open(int(f.read()))
     try:
+        t2 = time.perf_counter()
         _call(cmd + ["start", cid], work)
+        t3 = time.perf_counter()
         select.select([fd], [], [])
     finally:
         os.close(fd)
+    t4 = time.perf_counter()
     _call(cmd + ["delete", cid], work)
-    return time.perf_counter() - t
+    t5 = time.perf_counter()
+    return {"total": t5 - t0, "create": t1 - t0, "start": t3 - t2, "delete": t5 - t4}
 
 
 def _call(argv: list[str], work: str) -> None:
@@ -101,20 +107,25 @@ def main() -> None:
         roots = {"budu-runtime": ["budu-runtime", "--root", f"{work}/budu"], "runc": ["runc", "--root", f"{work}/runc"]}
         if "crun" in tools:
             roots["crun"] = wrap + ["crun", "--root", f"{work}/crun"]
-        steps: dict[str, list[float]] = {name: [] for name in roots}
+        steps: dict[str, list[dict[str, float]]] = {name: [] for name in roots}
         for i in range(2):  # warm-up
             for name, cmd in roots.items():
                 lifecycle(cmd, bundle, f"lw{name[0]}{i}", work)
         for i in range(args.runs):
             for name, cmd in roots.items():
                 steps[name].append(lifecycle(cmd, bundle, f"l{name[0]}{i}", work))
-        med = medians(steps, 1000)
-        if "crun" in med:
-            med["crun"] -= 3 * wrap_ms
+        part = {step: medians({name: [r[step] for r in runs] for name, runs in steps.items()}, 1000)
+                for step in ("total", "create", "start", "delete")}
+        if "crun" in roots:
+            part["total"]["crun"] -= 3 * wrap_ms
+            for step in ("create", "start", "delete"):
+                part[step]["crun"] -= wrap_ms
+        med = part["total"]
         print(f"\nthe same as create + start + (wait) + delete, three calls, median of {args.runs} alternating runs")
         for name, ms in med.items():
             note = f"  (unshare wrapper 3 x {wrap_ms:.1f} ms subtracted)" if name == "crun" and wrap_ms else ""
-            print(f"  {name:13s} {ms:7.1f} ms   {ms / med['runc']:.2f}x runc{note}")
+            each = ", ".join(f"{step} {part[step][name]:.1f}" for step in ("create", "start", "delete"))
+            print(f"  {name:13s} {ms:7.1f} ms   {ms / med['runc']:.2f}x runc   ({each}){note}")
         print(f"  ratio budu-runtime/runc = {med['budu-runtime'] / med['runc']:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
