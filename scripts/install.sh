@@ -76,8 +76,8 @@ PY
 done
 ln -sf "$venv/bin/budu" /usr/local/bin/budu
 # budu-runtime itself is a small C program (src/budu/runtime/front/): start, state, kill and delete
-# in their common case take it ~1 ms instead of an interpreter's ~15; it hands everything else to
-# budu-runtime-py, the Python runtime, next to it.
+# in their common case take it 1-2 ms, where through Python they took ~20; it hands everything else
+# to budu-runtime-py, the Python runtime, next to it.
 "$here/scripts/build-static.sh" src/budu/runtime/front "$venv/bin/budu-runtime"
 ln -sf "$venv/bin/budu-runtime" /usr/local/bin/budu-runtime
 

@@ -3,11 +3,12 @@
  *
  * containerd, conmon and podman call the runtime once per step: create, start, state (often),
  * kill, delete, each a new process.  For the Python runtime each call costs an interpreter start
- * (~14 ms here, where runc's whole `start` takes 10 ms), although start, state, kill and delete do
- * almost nothing: read state.json, look at /proc, open a fifo, send a signal, remove a few
- * directories.  This program does exactly that common case and nothing else.  Everything else,
- * every error and every case it does not know for sure how to handle (hooks, a paused container,
- * `kill --all`, `delete -f` of a live container, a state file from an older budu, --debug, any
+ * (10 to 14 ms here, where runc's whole `start` takes 8 to 10 ms), although start, state, kill
+ * and delete do almost nothing: read state.json, look at /proc, open a fifo, send a signal,
+ * remove a few directories.  This program does exactly that common case and nothing else.
+ * Everything else, every error and every case it does not know for sure how to handle (hooks, a
+ * container not in the status the verb wants, `kill --all`, `delete -f` of a live container, a
+ * process left in a stopped container's cgroup, a state file from an older budu, --debug, any
  * flag it does not know...), it hands over untouched to the Python runtime by exec'ing
  * budu-runtime-py (next to this binary) with the same arguments.  So the Python runtime stays the
  * one implementation of every rule and message; this is only a shortcut for the happy path, and
