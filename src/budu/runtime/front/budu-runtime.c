@@ -732,19 +732,16 @@ main (int argc, char **argv)
   if (!verb || !*root)
     python ();
   /* the verb's own arguments: flags it has are taken anywhere, like the runtime's parser does */
-  const char *pos[3] = { NULL, NULL, NULL };
+  const char *pos[2] = { NULL, NULL };
   int npos = 0;
-  bool force = false;
   for (i++; argv[i]; i++)
     {
       if (!strcmp (verb, "delete") && (!strcmp (argv[i], "-f") || !strcmp (argv[i], "--force")))
-        force = true;
-      else if (argv[i][0] == '-' || npos == 2)
+        continue;  /* only a stopped container is deleted here, where --force changes nothing */
+      if (argv[i][0] == '-' || npos == 2)
         python ();
-      else
-        pos[npos++] = argv[i];
+      pos[npos++] = argv[i];
     }
-  (void) force;  /* only a stopped container is deleted here, where --force changes nothing */
   container c;
   if (!strcmp (verb, "state") && npos == 1)
     return load (&c, root, pos[0]), verb_state (&c);
