@@ -26,9 +26,8 @@ def big_image(registry, kit):
     return f"{registry.host}/{name}:v1", image
 
 
-def test_kill_mid_pull_then_resume(tmp_path, big_image):
-    ref, image = big_image
-    root = str(tmp_path / "root")
+def kill_pull_mid_layer(root: str, ref: str, image) -> str:
+    """`budu pull` killed with SIGKILL while it downloads the image's layer; returns that layer."""
     proc = subprocess.Popen(["budu", "--root", root, "pull", ref], stdout=subprocess.PIPE, text=True)
     layer = image.layer_digests[0]
     for line in proc.stdout:  # type: ignore[union-attr]
@@ -37,6 +36,13 @@ def test_kill_mid_pull_then_resume(tmp_path, big_image):
     time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    return layer
+
+
+def test_kill_mid_pull_then_resume(tmp_path, big_image):
+    ref, image = big_image
+    root = str(tmp_path / "root")
+    layer = kill_pull_mid_layer(root, ref, image)
     svc = Images(root)
     try:
         assert svc.list() == []  # no image, no tag
@@ -78,14 +84,7 @@ def test_a_download_never_resumed_is_collected_by_prune(tmp_path, big_image, mon
     and `system df` counted it until then."""
     ref, image = big_image
     root = str(tmp_path / "root")
-    proc = subprocess.Popen(["budu", "--root", root, "pull", ref], stdout=subprocess.PIPE, text=True)
-    layer = image.layer_digests[0]
-    for line in proc.stdout:  # type: ignore[union-attr]
-        if line == f"{layer[7:19]}: Downloading\n":
-            break
-    time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    layer = kill_pull_mid_layer(root, ref, image)
     svc = Images(root)
     try:
         partial = [i for i in svc.content.ingests() if i.expected == layer]
