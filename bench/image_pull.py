@@ -199,6 +199,16 @@ def main() -> None:
         dests.append(proc)
         dest_dirs.append(d)
         return h
+
+    def push_both(results: dict[str, list[float]], suffix: str, ref: str, name: str, budu_root: str,
+                  skopeo_src: str) -> None:
+        """`budu push` from budu_root and `skopeo copy` from skopeo_src, each to a registry of its own."""
+        target = f"{empty_registry()}/{name}:latest"
+        subprocess.run(["budu", "--root", budu_root, "tag", ref, target], check=True)
+        results["budu push" + suffix].append(timed(["budu", "--root", budu_root, "push", "-q", target]))
+        results["skopeo push" + suffix].append(timed(["skopeo", "--policy", policy, "copy", "--dest-tls-verify=false",
+                                                      skopeo_src, f"docker://{empty_registry()}/{name}:latest"]))
+
     policy = os.path.join(work, "policy.json")
     with open(policy, "w") as f:
         json.dump({"default": [{"type": "insecureAcceptAnything"}]}, f)
@@ -225,23 +235,13 @@ def main() -> None:
                 results["budu unpack"].append(budu_unpack(f"{run_dir}/budu", ref, f"{run_dir}/unpacked"))
                 results["umoci unpack"].append(timed(["umoci", "unpack", "--image", f"{run_dir}/oci:latest",
                                                       f"{run_dir}/bundle"]))
-                target = f"{empty_registry()}/{name}:latest"
-                subprocess.run(["budu", "--root", f"{run_dir}/budu", "tag", ref, target], check=True)
-                results["budu push"].append(timed(["budu", "--root", f"{run_dir}/budu", "push", "-q", target]))
-                results["skopeo push"].append(timed(["skopeo", "--policy", policy, "copy", "--dest-tls-verify=false",
-                                                     f"oci:{run_dir}/oci:latest",
-                                                     f"docker://{empty_registry()}/{name}:latest"]))
+                push_both(results, "", ref, name, f"{run_dir}/budu", f"oci:{run_dir}/oci:latest")
                 # uncompressed layers, gzipped by whoever pushes them
                 archive = f"{run_dir}/image.tar"
                 subprocess.run(["budu", "--root", f"{run_dir}/budu", "save", "-o", archive, ref], check=True)
                 subprocess.run(["budu", "--root", f"{run_dir}/loaded", "load", "-q", "-i", archive], check=True,
                                stdout=subprocess.DEVNULL)
-                target = f"{empty_registry()}/{name}:latest"
-                subprocess.run(["budu", "--root", f"{run_dir}/loaded", "tag", ref, target], check=True)
-                results["budu push gz"].append(timed(["budu", "--root", f"{run_dir}/loaded", "push", "-q", target]))
-                results["skopeo push gz"].append(timed(["skopeo", "--policy", policy, "copy", "--dest-tls-verify=false",
-                                                        f"docker-archive:{archive}",
-                                                        f"docker://{empty_registry()}/{name}:latest"]))
+                push_both(results, " gz", ref, name, f"{run_dir}/loaded", f"docker-archive:{archive}")
                 shutil.rmtree(run_dir, ignore_errors=True)
                 for proc in dests:  # the pushes' registries and what they stored
                     proc.kill()
